@@ -17,5 +17,8 @@ class Generator(Protocol):
     def generate(
         self, requests: Sequence[InpaintRequest], settings: GenerationSettings
     ) -> list[Image.Image]:
-        """One RGB image per request, in order, each of size settings.resolution squared
-        (or the scene's size for families that keep it, such as copy_paste)."""
+        """One RGB image per request, in order, each settings.resolution pixels square.
+
+        Every family works on the same square canvas (scene resized with bicubic, mask
+        with nearest), so outputs of different families line up pixel for pixel and a
+        metric can crop any of them with the same resized mask."""
