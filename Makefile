@@ -1,0 +1,30 @@
+# Two commands on a fresh machine (Python 3.11 and pip, nothing else running):
+#   make demo   install, build demo data and tiny models, run an experiment, serve the site
+#   make test   install and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean-var
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "evalsite needs Python 3.11 (torch wheels here are for 3.11); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) manage.py demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/overhead.py
+
+clean-var:
+	rm -rf var

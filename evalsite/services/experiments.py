@@ -1,0 +1,112 @@
+"""Creating experiments and queuing their generation jobs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from evalsite.experiment_config import ExperimentConfig
+from evalsite.models import Dataset, Experiment, GenerationJob, JobStatus, Method
+
+
+class ExperimentError(Exception):
+    pass
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """Relative checkpoint paths are resolved against EVALSITE_WEIGHTS_DIR."""
+    if not checkpoint:
+        return ""
+    path = Path(checkpoint).expanduser()
+    if not path.is_absolute():
+        path = Path(settings.EVALSITE_WEIGHTS_DIR) / path
+    return str(path)
+
+
+def dataset_for_reference(reference: str) -> Dataset:
+    """`name` (newest version) or `name@version` (a content-hash prefix)."""
+    name, _, version = reference.partition("@")
+    datasets = Dataset.objects.filter(name=name)
+    if version:
+        datasets = datasets.filter(content_hash__startswith=version)
+    dataset = datasets.order_by("-created_at", "-id").first()
+    if dataset is None:
+        known = ", ".join(sorted(set(Dataset.objects.values_list("name", flat=True)))) or "none yet"
+        raise ExperimentError(
+            f"dataset {reference!r} is not imported (known: {known}); "
+            f"import it first with: python manage.py import_dataset PATH --name {name}"
+        )
+    return dataset
+
+
+def experiment_create(*, config: ExperimentConfig, user=None) -> tuple[Experiment, bool]:
+    """Create the experiment, or return the existing one of that name when its
+    configuration is the same (so that re-running an experiment file fills gaps)."""
+    dataset = dataset_for_reference(config.dataset)
+    config_hash = config.content_hash(dataset.content_hash)
+    existing = Experiment.objects.filter(name=config.name).first()
+    if existing is not None:
+        if existing.config_hash != config_hash:
+            raise ExperimentError(
+                f"experiment {config.name!r} already exists with a different configuration "
+                f"(dataset, methods, seeds or sampling settings changed); give the new one another name"
+            )
+        return existing, False
+    with transaction.atomic():
+        experiment = Experiment.objects.create(
+            name=config.name,
+            dataset=dataset,
+            config=config.as_json(),
+            config_hash=config_hash,
+            seeds=list(config.seeds),
+            num_inference_steps=config.num_inference_steps,
+            guidance_scale=config.guidance_scale,
+            resolution=config.resolution,
+            batch_size=config.batch_size,
+            metrics=list(config.metrics),
+            created_by=user,
+        )
+        for position, method in enumerate(config.methods):
+            Method.objects.create(
+                experiment=experiment,
+                key=method.key,
+                family=method.family,
+                params=method.params,
+                checkpoint=method.checkpoint,
+                position=position,
+            )
+        _create_jobs(experiment)
+    return experiment, True
+
+
+def _create_jobs(experiment: Experiment) -> None:
+    samples = list(experiment.dataset.samples.order_by("sample_id"))
+    size = experiment.batch_size
+    for method in experiment.methods.all():
+        for seed in experiment.seeds:
+            for start in range(0, len(samples), size):
+                batch = samples[start : start + size]
+                job = GenerationJob.objects.create(
+                    experiment=experiment, method=method, seed=seed, progress_total=len(batch)
+                )
+                job.samples.set(batch)
+
+
+def experiment_enqueue(*, experiment: Experiment) -> list[int]:
+    """Send every job that is not finished or held by a live worker. Failed jobs are
+    given another try; finished outputs are never regenerated (the worker skips them)."""
+    from evalsite.tasks import generate_job
+
+    with transaction.atomic():
+        jobs = list(
+            GenerationJob.objects.select_for_update()
+            .filter(experiment=experiment, status__in=[JobStatus.QUEUED, JobStatus.FAILED])
+        )
+        for job in jobs:
+            if job.status == JobStatus.FAILED:
+                job.status = JobStatus.QUEUED
+                job.save(update_fields=["status"])
+            generate_job.delay_on_commit(job.id)
+    return [job.id for job in jobs]
+

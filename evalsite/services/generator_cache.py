@@ -1,0 +1,54 @@
+"""Generators loaded once per worker process and reused across jobs.
+
+Loading happens on first use, never at import. A small LRU bounds what one worker keeps
+in (GPU) memory when an experiment alternates between many methods.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+
+from django.conf import settings
+
+from generators.registry import build_generator
+from generators.types import MethodSpec
+
+MAX_LOADED = 2
+_loaded: OrderedDict[str, object] = OrderedDict()
+_lock = threading.Lock()
+_device: str | None = None
+
+
+def worker_device() -> str:
+    global _device
+    if _device is None:
+        wanted = settings.EVALSITE_DEVICE
+        if wanted == "auto":
+            import torch
+
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        _device = wanted
+    return _device
+
+
+def get_generator(spec: MethodSpec):
+    device = worker_device()
+    key = json.dumps([spec.family, spec.params, spec.checkpoint, device], sort_keys=True)
+    with _lock:
+        if key in _loaded:
+            _loaded.move_to_end(key)
+            return _loaded[key]
+        while len(_loaded) >= MAX_LOADED:
+            _loaded.popitem(last=False)
+            _release_device_memory(device)
+        generator = build_generator(spec, device=device)
+        _loaded[key] = generator
+        return generator
+
+
+def _release_device_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()

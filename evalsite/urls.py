@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path, re_path
+from django.views.generic import RedirectView
+
+from evalsite import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="experiment-list", permanent=False)),
+    path("experiments/", views.experiment_list, name="experiment-list"),
+    path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
+    path("experiments/<int:pk>/progress.json", views.experiment_progress, name="experiment-progress"),
+    re_path(r"^media/(?P<path>.+)$", views.media, name="media"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,71 @@
+import pytest
+
+from evalsite.experiment_config import ExperimentConfigError, parse_experiment_config
+
+GOOD = """
+name = "shoes-v1"
+dataset = "shoes"
+seeds = [0, 1]
+num_inference_steps = 40
+guidance_scale = 5
+resolution = 512
+batch_size = 8
+
+[[methods]]
+key = "copy_paste"
+family = "copy_paste"
+
+[[methods]]
+key = "pbe"
+family = "pbe"
+checkpoint = "pbe-official"
+params = { encoder = "clip_cls" }
+"""
+
+
+def test_a_complete_file_parses_with_canonical_names():
+    config = parse_experiment_config(GOOD)
+    assert config.name == "shoes-v1" and config.seeds == (0, 1)
+    assert config.num_inference_steps == 40 and config.guidance_scale == 5.0
+    assert [m.key for m in config.methods] == ["copy_paste", "pbe"]
+    assert config.methods[1].params == {"encoder": "clip_cls"}
+
+
+def test_defaults_follow_the_papers():
+    config = parse_experiment_config('name="x"\ndataset="d"\n[[methods]]\nkey="c"\nfamily="copy_paste"\n')
+    assert (config.num_inference_steps, config.guidance_scale, config.resolution) == (50, 5.0, 512)
+
+
+def test_the_hash_ignores_name_but_not_sampling_settings():
+    a = parse_experiment_config(GOOD)
+    b = parse_experiment_config(GOOD.replace('"shoes-v1"', '"renamed"'))
+    c = parse_experiment_config(GOOD.replace("num_inference_steps = 40", "num_inference_steps = 50"))
+    assert a.content_hash("h") == b.content_hash("h") != c.content_hash("h")
+    assert a.content_hash("h") != a.content_hash("other-dataset-version")
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("seeds = [0, 1]", "seeds = []"), "seeds = []: expected a non-empty list"),
+        (("seeds = [0, 1]", "seeds = [1, 1]"), "a seed is listed twice"),
+        (("resolution = 512", "resolution = 500"), "resolution = 500: expected a multiple of 8"),
+        (("batch_size = 8", "batch_size = 0"), "batch_size = 0: expected a whole number from 1 to 256"),
+        (("guidance_scale = 5", 'guidance_scale = "high"'), "guidance_scale = 'high': expected a number"),
+        (('family = "pbe"', 'family = "pbe2"'), "method 'pbe': family = 'pbe2': expected one of copy_paste, pbe, dtc, dreampaint"),
+        (('key = "pbe"', 'key = "copy_paste"'), "key is used by two methods"),
+        (('encoder = "clip_cls"', 'encoder = "resnet"'), "method 'pbe':"),
+        (('batch_size = 8', 'batch_size = 8\nsteps = 3'), "unknown key(s) steps"),
+        (('name = "shoes-v1"', ''), "name = None: expected a non-empty string"),
+    ],
+)
+def test_bad_fields_are_named(change, expected):
+    with pytest.raises(ExperimentConfigError) as caught:
+        parse_experiment_config(GOOD.replace(*change), source="exp.toml")
+    assert str(caught.value).startswith("exp.toml: ")
+    assert expected in str(caught.value)
+
+
+def test_invalid_toml_says_where():
+    with pytest.raises(ExperimentConfigError, match="not valid TOML"):
+        parse_experiment_config("name = ", source="broken.toml")

@@ -1,0 +1,125 @@
+"""The generation service run in-process on real tiny models (the worker path is in
+tests/e2e): idempotency, failures a person can act on, the claim and the sweep."""
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from PIL import Image
+
+from evalsite.models import GenerationJob, JobStatus, Output
+from evalsite.services.generation import job_run
+from evalsite.services.jobs import job_claim, jobs_requeue_stale
+
+pytestmark = pytest.mark.django_db
+
+
+def run_all(experiment):
+    return [job_run(job_id=job.pk) for job in experiment.jobs.all()]
+
+
+def test_every_sample_method_and_seed_gets_one_output(make_experiment, media_root):
+    experiment = make_experiment(seeds=(0, 7), batch_size=4)
+    # 2 methods x 2 seeds x 2 batches (6 samples, 4 per batch)
+    assert experiment.jobs.count() == 8
+    reports = run_all(experiment)
+    assert {r.status for r in reports} == {"succeeded"}
+    assert Output.objects.count() == 2 * 2 * 6
+    for output in Output.objects.all():
+        with Image.open(media_root / output.image.name) as image:
+            assert image.size == (64, 64) and image.mode == "RGB"
+        assert output.provenance["family"] == output.method.family
+        assert output.provenance["seed"] == output.seed
+        assert output.provenance["settings"]["num_inference_steps"] == 2
+        assert output.device == "cpu" and output.seconds > 0
+    assert set(experiment.jobs.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    assert all(j.progress_done == j.progress_total for j in experiment.jobs.all())
+
+
+def test_rerunning_fills_only_the_gaps(make_experiment, media_root):
+    experiment = make_experiment()
+    run_all(experiment)
+    first = {o.pk: (media_root / o.image.name).stat().st_mtime_ns for o in Output.objects.all()}
+    victim = Output.objects.filter(method__key="pbe_tiny").first()
+    victim_bytes = (media_root / victim.image.name).read_bytes()
+    victim.delete()
+    GenerationJob.objects.update(status=JobStatus.QUEUED)
+    reports = run_all(experiment)
+    assert sum(r.generated for r in reports) == 1
+    assert sum(r.skipped_existing for r in reports) == len(first) - 1
+    for output in Output.objects.all():
+        if output.pk in first:
+            assert (media_root / output.image.name).stat().st_mtime_ns == first[output.pk]
+    regenerated = Output.objects.get(method__key="pbe_tiny", sample=victim.sample, seed=victim.seed)
+    assert (media_root / regenerated.image.name).read_bytes() == victim_bytes  # seeded: same image
+
+
+def test_finished_jobs_are_not_run_again(make_experiment):
+    experiment = make_experiment()
+    run_all(experiment)
+    assert {r.status for r in run_all(experiment)} == {"skipped"}
+
+
+def test_missing_checkpoint_fails_its_job_with_the_path_and_the_others_go_on(make_experiment, weights_dir):
+    experiment = make_experiment(checkpoint="no/such/checkpoint", batch_size=6)
+    reports = {job.method.key: job_run(job_id=job.pk) for job in experiment.jobs.all()}
+    assert reports["copy_paste"].status == "succeeded"
+    failed = experiment.jobs.get(method__key="pbe_tiny")
+    assert failed.status == JobStatus.FAILED
+    assert str(weights_dir / "no/such/checkpoint") in failed.error
+    assert "unet" in failed.error  # names the layout expected
+    assert Output.objects.filter(method__key="copy_paste").count() == 6
+
+
+def test_corrupt_image_fails_its_job_naming_the_sample_and_the_rest_are_generated(make_experiment, media_root):
+    experiment = make_experiment(batch_size=6)
+    cup = experiment.dataset.samples.get(sample_id="coffee-cup")
+    (media_root / cup.scene.name).write_bytes(b"not a png any more")
+    for job in experiment.jobs.all():
+        job_run(job_id=job.pk)
+    for job in experiment.jobs.all():
+        assert job.status == JobStatus.FAILED
+        assert "sample 'coffee-cup': cannot read its images" in job.error
+    assert Output.objects.count() == 2 * 5
+    assert not Output.objects.filter(sample=cup).exists()
+
+
+def test_a_job_held_by_a_live_worker_is_not_claimed_twice(make_experiment):
+    experiment = make_experiment()
+    job = experiment.jobs.first()
+    assert job_claim(job_id=job.pk, token="a") is not None
+    assert job_claim(job_id=job.pk, token="b") is None
+    assert job_run(job_id=job.pk).status == "skipped"
+
+
+def test_the_sweep_requeues_jobs_whose_worker_went_silent(make_experiment, settings, django_capture_on_commit_callbacks):
+    experiment = make_experiment()
+    silent, live = list(experiment.jobs.all()[:2])
+    job_claim(job_id=silent.pk, token="dead-worker")
+    job_claim(job_id=live.pk, token="live-worker")
+    GenerationJob.objects.filter(pk=silent.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 5)
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert jobs_requeue_stale() == [silent.pk]
+    assert len(callbacks) == 1  # one message re-sent, after the commit
+    silent.refresh_from_db()
+    assert silent.status == JobStatus.QUEUED and "dead-worker went silent" in silent.error
+    live.refresh_from_db()
+    assert live.status == JobStatus.RUNNING
+    # The silent worker's late writes are refused: its claim is gone.
+    from evalsite.services.jobs import job_heartbeat
+
+    assert job_heartbeat(job_id=silent.pk, token="dead-worker") is False
+
+
+def test_pbe_outputs_do_not_depend_on_the_batch_size(make_experiment, media_root):
+    small = make_experiment(name="b1", batch_size=1)
+    large = make_experiment(name="b6", batch_size=6)
+    run_all(small)
+    run_all(large)
+    for output in Output.objects.filter(method__experiment=small, method__key="pbe_tiny"):
+        twin = Output.objects.get(method__experiment=large, method__key="pbe_tiny", sample=output.sample)
+        a = np.asarray(Image.open(media_root / output.image.name))
+        b = np.asarray(Image.open(media_root / twin.image.name))
+        assert np.array_equal(a, b), output.sample.sample_id
