@@ -1,0 +1,103 @@
+"""What each method family is and which parameters it takes. Metadata only: importing
+this module loads no torch, so the web and CLI can check an experiment file cheaply.
+
+Family keys and parameter values are stored in the database: never rename them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from generators.types import GeneratorError
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A parameter whose value is one of a fixed set of strings."""
+
+    name: str
+    default: str
+    available: tuple[str, ...]
+    planned: tuple[str, ...] = ()  # valid registry values, not implemented yet
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return self.available + self.planned
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    available: bool
+    needs_checkpoint: bool
+    params: tuple[Choice, ...] = ()
+
+
+FAMILIES: dict[str, Family] = {
+    family.key: family
+    for family in (
+        Family("copy_paste", available=True, needs_checkpoint=False),
+        Family(
+            "pbe",
+            available=True,
+            needs_checkpoint=True,
+            params=(
+                Choice("encoder", "clip_cls", available=("clip_cls",), planned=("clip_all", "dinov2")),
+            ),
+        ),
+        Family(
+            "dtc",
+            available=False,
+            needs_checkpoint=True,
+            params=(
+                Choice("fusion", "film", available=(), planned=("film", "cross_attention", "addition")),
+            ),
+        ),
+        Family(
+            "dreampaint",
+            available=False,
+            needs_checkpoint=True,
+            params=(Choice("mode", "full", available=(), planned=("full", "lora")),),
+        ),
+    )
+}
+
+
+def get_family(key: str) -> Family:
+    """The family named `key`; GeneratorError listing the known families otherwise."""
+    family = FAMILIES.get(key)
+    if family is None:
+        raise GeneratorError(
+            f"unknown method family {key!r}; known families: {', '.join(FAMILIES)}"
+        )
+    if not family.available:
+        raise GeneratorError(f"method family {key!r} is not available yet")
+    return family
+
+
+def resolve_params(family_key: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` checked against the family's choices, with defaults filled in."""
+    family = get_family(family_key)
+    known = {choice.name: choice for choice in family.params}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        allowed = ", ".join(known) if known else "none"
+        raise GeneratorError(
+            f"method family {family_key!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+            f"allowed parameters: {allowed}"
+        )
+    resolved: dict[str, Any] = {}
+    for choice in family.params:
+        value = params.get(choice.name, choice.default)
+        if value in choice.planned and value not in choice.available:
+            raise GeneratorError(
+                f"method family {family_key!r}: {choice.name} = {value!r} is not available yet "
+                f"(available now: {', '.join(choice.available)})"
+            )
+        if value not in choice.available:
+            raise GeneratorError(
+                f"method family {family_key!r}: {choice.name} = {value!r} is not allowed; "
+                f"allowed values: {', '.join(choice.allowed)}"
+            )
+        resolved[choice.name] = value
+    return resolved

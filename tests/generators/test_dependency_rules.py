@@ -1,0 +1,41 @@
+"""DESIGN.md: generators/ is a plain library. It never imports django, evalsite, studies
+or metrics."""
+import ast
+from pathlib import Path
+
+import generators
+
+FORBIDDEN = {"django", "evalsite", "studies", "metrics"}
+PACKAGE_DIR = Path(generators.__file__).parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "import_module", "__import__"
+        ):
+            names.update(arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str))
+    return names
+
+
+def test_rule_catches_a_forbidden_import(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from evalsite.models import Output\n    import importlib\n    importlib.import_module('metrics.fid')\n")
+    assert {"evalsite.models", "metrics.fid"} <= imported_modules(sample)
+
+
+def test_generators_import_no_web_or_metrics_code():
+    modules = sorted(PACKAGE_DIR.rglob("*.py"))
+    assert len(modules) >= 10
+    offenders = {
+        f"{path.relative_to(PACKAGE_DIR)}: {name}"
+        for path in modules
+        for name in imported_modules(path)
+        if name.split(".")[0] in FORBIDDEN
+    }
+    assert not offenders, sorted(offenders)
