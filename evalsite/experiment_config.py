@@ -15,7 +15,7 @@ KNOWN_METRICS = ("clip_score", "fid", "fid_clip", "kid")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 TOP_LEVEL_KEYS = {
     "name", "dataset", "description", "seeds", "num_inference_steps", "guidance_scale",
-    "resolution", "batch_size", "metrics", "methods",
+    "resolution", "batch_size", "batch_invariant", "metrics", "methods",
 }
 METHOD_KEYS = {"key", "family", "params", "checkpoint"}
 
@@ -45,6 +45,10 @@ class ExperimentConfig:
     guidance_scale: float = 5.0
     resolution: int = 512
     batch_size: int = 4
+    # True: every image is bit-identical whatever batch it is generated in (one pipeline
+    # call per image). False: one batched call per batch, faster on a GPU, but batched
+    # kernels round differently, so a few pixels may move by a unit with the batch.
+    batch_invariant: bool = True
     metrics: tuple[str, ...] = ("clip_score", "fid")
     description: str = ""
 
@@ -94,6 +98,9 @@ def parse_experiment_config(text: str, *, source: str = "<experiment>") -> Exper
     guidance = data.get("guidance_scale", 5.0)
     if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
         problems.append(f"guidance_scale = {guidance!r}: expected a number >= 0 (1 disables classifier-free guidance)")
+    batch_invariant = data.get("batch_invariant", True)
+    if not isinstance(batch_invariant, bool):
+        problems.append(f"batch_invariant = {batch_invariant!r}: expected true or false")
     metrics = data.get("metrics", ["clip_score", "fid"])
     if not isinstance(metrics, list) or any(m not in KNOWN_METRICS for m in metrics):
         problems.append(f"metrics = {metrics!r}: expected a list drawn from {', '.join(KNOWN_METRICS)}")
@@ -110,6 +117,7 @@ def parse_experiment_config(text: str, *, source: str = "<experiment>") -> Exper
         guidance_scale=float(guidance),
         resolution=resolution,
         batch_size=batch_size,
+        batch_invariant=batch_invariant,
         metrics=tuple(metrics),
         description=str(data.get("description", "")),
     )

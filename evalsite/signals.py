@@ -1,5 +1,6 @@
-"""Worker start-up: a side thread that sweeps stale jobs now and then, so that crash
-recovery needs no separate beat process (several workers sweeping is harmless)."""
+"""Worker start-up: import the model libraries (not the models) before the first job, and
+start a side thread that sweeps stale jobs now and then, so that crash recovery needs no
+separate beat process (several workers sweeping is harmless)."""
 import logging
 import threading
 
@@ -13,6 +14,7 @@ _stop = threading.Event()
 
 @worker_ready.connect
 def start_sweeper(**_):
+    _import_model_libraries()
     _stop.clear()
     threading.Thread(target=_sweep_forever, name="evalsite-sweeper", daemon=True).start()
 
@@ -35,3 +37,12 @@ def _sweep_forever():
             log.exception("stale-job sweep failed; will try again")
         if _stop.wait(settings.EVALSITE_SWEEP_SECONDS):
             return
+
+
+def _import_model_libraries():
+    """torch + diffusers take seconds to import; pay that at start-up, not in a job."""
+    try:
+        import generators.copy_paste  # noqa: F401
+        import generators.pbe  # noqa: F401
+    except Exception:
+        log.exception("could not import the model libraries; jobs will report why")

@@ -86,7 +86,7 @@ def _generate_missing(job: GenerationJob, token: str, heartbeat: Heartbeat, repo
     job_progress(job_id=job.pk, token=token, done=done)
     if not missing:
         return
-    generator = get_generator(spec)
+    generator = get_generator(spec, batch_invariant=experiment.config.get("batch_invariant", True))
     provenance = {**generator.describe(), "settings": settings.__dict__, "worker": token}
     for start in range(0, len(missing), experiment.batch_size):
         if heartbeat.lost:

@@ -32,9 +32,9 @@ def worker_device() -> str:
     return _device
 
 
-def get_generator(spec: MethodSpec):
+def get_generator(spec: MethodSpec, *, batch_invariant: bool = True):
     device = worker_device()
-    key = json.dumps([spec.family, spec.params, spec.checkpoint, device], sort_keys=True)
+    key = json.dumps([spec.family, spec.params, spec.checkpoint, device, batch_invariant], sort_keys=True)
     with _lock:
         if key in _loaded:
             _loaded.move_to_end(key)
@@ -42,7 +42,7 @@ def get_generator(spec: MethodSpec):
         while len(_loaded) >= MAX_LOADED:
             _loaded.popitem(last=False)
             _release_device_memory(device)
-        generator = build_generator(spec, device=device)
+        generator = build_generator(spec, device=device, batch_invariant=batch_invariant)
         _loaded[key] = generator
         return generator
 

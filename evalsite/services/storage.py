@@ -16,8 +16,10 @@ def save_png(name: str, image: Image.Image, *, storage=None) -> str:
     """Write `image` as PNG at exactly `name`, replacing what is there, atomically.
 
     On a filesystem the bytes go to a temp name beside the target and are renamed over
-    it, so a crash leaves either the old file, the new file, or a *.partial file that
-    `remove_partials` cleans up, never a truncated PNG under the real name.
+    it, so a killed worker leaves either the old file, the new file, or a *.partial file
+    that `remove_partials` cleans up, never a truncated PNG under the real name. No fsync:
+    the page cache outlives a killed process, and an output lost to a power cut is
+    regenerated (its row is written after the rename, in the same way).
     """
     storage = storage or default_storage
     buffer = io.BytesIO()
@@ -28,8 +30,6 @@ def save_png(name: str, image: Image.Image, *, storage=None) -> str:
         temp = f"{target}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         with open(temp, "wb") as handle:
             handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(temp, target)
         return name
     # Object stores write whole objects; delete first so the name is kept exactly.

@@ -40,7 +40,9 @@ def test_the_hash_ignores_name_but_not_sampling_settings():
     a = parse_experiment_config(GOOD)
     b = parse_experiment_config(GOOD.replace('"shoes-v1"', '"renamed"'))
     c = parse_experiment_config(GOOD.replace("num_inference_steps = 40", "num_inference_steps = 50"))
+    d = parse_experiment_config(GOOD.replace("batch_size = 8", "batch_size = 8\nbatch_invariant = false"))
     assert a.content_hash("h") == b.content_hash("h") != c.content_hash("h")
+    assert a.batch_invariant and not d.batch_invariant and d.content_hash("h") != a.content_hash("h")
     assert a.content_hash("h") != a.content_hash("other-dataset-version")
 
 
@@ -57,6 +59,7 @@ def test_the_hash_ignores_name_but_not_sampling_settings():
         (('encoder = "clip_cls"', 'encoder = "resnet"'), "method 'pbe':"),
         (('batch_size = 8', 'batch_size = 8\nsteps = 3'), "unknown key(s) steps"),
         (('name = "shoes-v1"', ''), "name = None: expected a non-empty string"),
+        (("batch_size = 8", 'batch_size = 8\nbatch_invariant = "yes"'), "batch_invariant = 'yes': expected true or false"),
     ],
 )
 def test_bad_fields_are_named(change, expected):

@@ -1,5 +1,6 @@
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -36,6 +37,8 @@ class Command(BaseCommand):
         call_command("import_dataset", str(folder), name="demo")
 
         user = self._demo_user()
+        # SIGTERM (e.g. from a supervisor) ends like Ctrl-C, so the worker is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         log_path = var / "demo" / "worker.log"
         self._step(f"starting a Celery worker (log: {log_path})")
         worker = start_worker(log_path=log_path, name="demo")
