@@ -1,7 +1,7 @@
-"""Starting a generation worker as a child process (the demo, the tests, the benchmark).
-
-Production starts workers the same way by hand or from docker/compose.yaml:
-    celery -A evalsite worker -Q gpu,cpu --pool solo --concurrency 1 -n gpu0@%h
+"""Starting a worker as a child process (the demo, the tests, the benchmark): one process
+serving both queues. Production splits them (README "Running GPU workers",
+docker/compose.yaml): per GPU `celery -A evalsite worker -Q gpu --pool solo
+--concurrency 1 -n gpu0@%h`, and a `-Q cpu` worker for the rest.
 """
 from __future__ import annotations
 
