@@ -60,7 +60,9 @@ def read_manifest(folder: Path | str) -> Manifest:
             reader = csv.DictReader(handle)
             header = [h.strip() for h in (reader.fieldnames or [])]
             reader.fieldnames = header
-            raw_rows = list(reader)
+            # reader.line_num is the file line where a record ends (blank lines and quoted
+            # multi-line captions make it differ from the record count).
+            raw_rows = [(reader.line_num, record) for record in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(path, [f"not a readable UTF-8 CSV file: {exc}"]) from None
 
@@ -79,8 +81,7 @@ def read_manifest(folder: Path | str) -> Manifest:
 
     rows: list[ManifestRow] = []
     first_line_of: dict[str, int] = {}
-    for offset, raw in enumerate(raw_rows):
-        line = offset + 2  # line 1 is the header
+    for line, raw in raw_rows:
         row_problems, row = _check_row(path.parent, line, raw, warnings)
         if row is not None and row.sample_id in first_line_of:
             row_problems.append(
@@ -132,7 +133,7 @@ def _check_row(root: Path, line: int, raw: dict, warnings: list[str]):
                 if column == "mask":
                     mask_array = np.asarray(image.convert("L"))
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            problems.append(f"{where}: {column} file {file.name!r} is not a readable image ({exc.__class__.__name__})")
+            problems.append(f"{where}: {column} file {file.name!r} is not a readable image ({exc})")
     if problems:
         return problems, None
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Dataset(models.Model):
@@ -112,6 +113,9 @@ class GenerationJob(models.Model):
     # Who holds the job: "host:pid:nonce". A worker that finds another claim stops writing.
     claim = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its message was last sent: a job queued long ago while the broker's queue is
+    # empty has lost its message, and the sweep sends it again.
+    queued_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -119,7 +123,10 @@ class GenerationJob(models.Model):
 
     class Meta:
         ordering = ["experiment", "method__position", "seed", "id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "queued_at"]),
+        ]
 
     def __str__(self):
         return f"job {self.pk} ({self.method.key}, seed {self.seed}, {self.status})"

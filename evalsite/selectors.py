@@ -5,7 +5,16 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, Sum
 
-from evalsite.models import Experiment, GenerationJob, JobStatus, Output
+from evalsite.models import Dataset, Experiment, GenerationJob, JobStatus, Output
+
+
+def dataset_get_by_reference(reference: str) -> Dataset | None:
+    """`name` (newest version) or `name@version` (a content-hash prefix)."""
+    name, _, version = reference.partition("@")
+    datasets = Dataset.objects.filter(name=name)
+    if version:
+        datasets = datasets.filter(content_hash__startswith=version)
+    return datasets.order_by("-created_at", "-id").first()
 
 
 @dataclass
@@ -67,7 +76,7 @@ def experiment_grid(experiment: Experiment, *, seed: int | None = None, limit: i
     seed = experiment.seeds[0] if seed is None else seed
     methods = list(experiment.methods.all())
     samples = list(experiment.dataset.samples.order_by("sample_id")[offset : offset + limit])
-    outputs = Output.objects.filter(method__experiment=experiment, seed=seed, sample__in=samples)
+    outputs = Output.objects.filter(method__experiment=experiment, seed=seed, sample__in=samples).select_related("method")
     by_key = {(o.sample_id, o.method_id): o for o in outputs}
     rows = [GridRow(sample=s, outputs=[by_key.get((s.pk, m.pk)) for m in methods]) for s in samples]
     return methods, rows

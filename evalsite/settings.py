@@ -168,3 +168,10 @@ EVALSITE_HEARTBEAT_SECONDS = _env_number("EVALSITE_HEARTBEAT_SECONDS", 10.0, flo
 # A running job whose heartbeat is older than this is taken to have lost its worker.
 EVALSITE_STALE_SECONDS = _env_number("EVALSITE_STALE_SECONDS", 120.0, float)
 EVALSITE_SWEEP_SECONDS = _env_number("EVALSITE_SWEEP_SECONDS", 30.0, float)
+if EVALSITE_STALE_SECONDS < 2 * EVALSITE_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        f"EVALSITE_STALE_SECONDS ({EVALSITE_STALE_SECONDS:g}) must be at least twice "
+        f"EVALSITE_HEARTBEAT_SECONDS ({EVALSITE_HEARTBEAT_SECONDS:g}), or live jobs look dead"
+    )
+# A job whose worker died this many times is marked failed instead of re-queued.
+EVALSITE_MAX_ATTEMPTS = _env_number("EVALSITE_MAX_ATTEMPTS", 3)

@@ -25,14 +25,14 @@ def stop_sweeper(**_):
 
 
 def _sweep_forever():
-    from evalsite.services.jobs import jobs_requeue_stale
+    from evalsite.services.jobs import jobs_recover
 
     while True:
         try:
             close_old_connections()
-            requeued = jobs_requeue_stale()
+            requeued = jobs_recover()
             if requeued:
-                log.warning("re-queued stale jobs %s", requeued)
+                log.warning("recovered jobs %s", requeued)
         except Exception:
             log.exception("stale-job sweep failed; will try again")
         if _stop.wait(settings.EVALSITE_SWEEP_SECONDS):

@@ -4,6 +4,8 @@ from django.db import InterfaceError, OperationalError
 
 from evalsite.services import generation, jobs
 
+GPU_QUEUE = "gpu"  # settings.CELERY_TASK_ROUTES sends generate_job here
+
 
 @shared_task(
     name="evalsite.generate_job",
@@ -21,4 +23,4 @@ def generate_job(job_id: int) -> dict:
 
 @shared_task(name="evalsite.sweep_stale_jobs")
 def sweep_stale_jobs() -> list[int]:
-    return jobs.jobs_requeue_stale()
+    return jobs.jobs_recover()

@@ -41,25 +41,31 @@ def dataset_import(
     folder = f"datasets/{get_valid_filename(name)}/{manifest.content_hash[:12]}"
     written: list[str] = []
     try:
-        with transaction.atomic():
-            dataset = Dataset.objects.create(
-                name=name, content_hash=manifest.content_hash, source_path=str(Path(path).resolve())
-            )
-            for index, row in enumerate(manifest.rows):
-                stem = f"{folder}/{index:05d}-{get_valid_filename(row.sample_id)}"
-                stored = _store_row_images(stem, row.files, written)
-                Sample.objects.create(
-                    dataset=dataset,
+        # Files first, outside any transaction: on SQLite a transaction holds the one
+        # write lock, and image encoding must not keep workers waiting on it.
+        samples = []
+        for index, row in enumerate(manifest.rows):
+            stem = f"{folder}/{index:05d}-{get_valid_filename(row.sample_id)}"
+            samples.append(
+                Sample(
                     sample_id=row.sample_id,
                     product_id=row.product_id,
                     caption=row.caption,
                     category=row.category,
                     width=row.width,
                     height=row.height,
-                    **stored,
+                    **_store_row_images(stem, row.files, written),
                 )
-                if on_progress:
-                    on_progress(index + 1, len(manifest.rows))
+            )
+            if on_progress:
+                on_progress(index + 1, len(manifest.rows))
+        with transaction.atomic():
+            dataset = Dataset.objects.create(
+                name=name, content_hash=manifest.content_hash, source_path=str(Path(path).resolve())
+            )
+            for sample in samples:
+                sample.dataset = dataset
+            Sample.objects.bulk_create(samples)
     except BaseException:
         for name_written in written:
             default_storage.delete(name_written)

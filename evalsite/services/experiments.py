@@ -4,10 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
 
 from evalsite.experiment_config import ExperimentConfig
-from evalsite.models import Dataset, Experiment, GenerationJob, JobStatus, Method
+from evalsite.models import Experiment, GenerationJob, JobStatus, Method
+from evalsite.selectors import dataset_get_by_reference
 
 
 class ExperimentError(Exception):
@@ -24,59 +26,49 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return str(path)
 
 
-def dataset_for_reference(reference: str) -> Dataset:
-    """`name` (newest version) or `name@version` (a content-hash prefix)."""
-    name, _, version = reference.partition("@")
-    datasets = Dataset.objects.filter(name=name)
-    if version:
-        datasets = datasets.filter(content_hash__startswith=version)
-    dataset = datasets.order_by("-created_at", "-id").first()
-    if dataset is None:
-        known = ", ".join(sorted(set(Dataset.objects.values_list("name", flat=True)))) or "none yet"
-        raise ExperimentError(
-            f"dataset {reference!r} is not imported (known: {known}); "
-            f"import it first with: python manage.py import_dataset PATH --name {name}"
-        )
-    return dataset
-
-
 def experiment_create(*, config: ExperimentConfig, user=None) -> tuple[Experiment, bool]:
     """Create the experiment, or return the existing one of that name when its
     configuration is the same (so that re-running an experiment file fills gaps)."""
-    dataset = dataset_for_reference(config.dataset)
+    dataset = dataset_get_by_reference(config.dataset)
+    if dataset is None:
+        raise ExperimentError(
+            f"dataset {config.dataset!r} is not imported; import it first with: "
+            f"python manage.py import_dataset PATH --name {config.dataset.partition('@')[0]}"
+        )
     config_hash = config.content_hash(dataset.content_hash)
-    existing = Experiment.objects.filter(name=config.name).first()
-    if existing is not None:
+    try:
+        with transaction.atomic():
+            experiment = Experiment.objects.create(
+                name=config.name,
+                dataset=dataset,
+                config=config.as_json(),
+                config_hash=config_hash,
+                seeds=list(config.seeds),
+                num_inference_steps=config.num_inference_steps,
+                guidance_scale=config.guidance_scale,
+                resolution=config.resolution,
+                batch_size=config.batch_size,
+                metrics=list(config.metrics),
+                created_by=user,
+            )
+            for position, method in enumerate(config.methods):
+                Method.objects.create(
+                    experiment=experiment,
+                    key=method.key,
+                    family=method.family,
+                    params=method.params,
+                    checkpoint=method.checkpoint,
+                    position=position,
+                )
+            _create_jobs(experiment)
+    except IntegrityError:  # the name exists (possibly created a moment ago by another run)
+        existing = Experiment.objects.get(name=config.name)
         if existing.config_hash != config_hash:
             raise ExperimentError(
                 f"experiment {config.name!r} already exists with a different configuration "
-                f"(dataset, methods, seeds or sampling settings changed); give the new one another name"
-            )
+                f"(dataset version, methods, seeds or sampling settings changed); give the new one another name"
+            ) from None
         return existing, False
-    with transaction.atomic():
-        experiment = Experiment.objects.create(
-            name=config.name,
-            dataset=dataset,
-            config=config.as_json(),
-            config_hash=config_hash,
-            seeds=list(config.seeds),
-            num_inference_steps=config.num_inference_steps,
-            guidance_scale=config.guidance_scale,
-            resolution=config.resolution,
-            batch_size=config.batch_size,
-            metrics=list(config.metrics),
-            created_by=user,
-        )
-        for position, method in enumerate(config.methods):
-            Method.objects.create(
-                experiment=experiment,
-                key=method.key,
-                family=method.family,
-                params=method.params,
-                checkpoint=method.checkpoint,
-                position=position,
-            )
-        _create_jobs(experiment)
     return experiment, True
 
 
@@ -102,11 +94,9 @@ def experiment_enqueue(*, experiment: Experiment) -> list[int]:
         jobs = list(
             GenerationJob.objects.select_for_update()
             .filter(experiment=experiment, status__in=[JobStatus.QUEUED, JobStatus.FAILED])
+            .values_list("pk", flat=True)
         )
-        for job in jobs:
-            if job.status == JobStatus.FAILED:
-                job.status = JobStatus.QUEUED
-                job.save(update_fields=["status"])
-            generate_job.delay_on_commit(job.id)
-    return [job.id for job in jobs]
-
+        GenerationJob.objects.filter(pk__in=jobs).update(status=JobStatus.QUEUED, queued_at=Now(), error="")
+        for job_id in jobs:
+            generate_job.delay_on_commit(job_id)
+    return jobs

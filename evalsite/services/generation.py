@@ -5,12 +5,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils.text import get_valid_filename
 
 from evalsite.models import GenerationJob, Output, Sample
 from evalsite.services.experiments import resolve_checkpoint
-from evalsite.services.generator_cache import get_generator, worker_device
-from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_progress, new_claim_token
+from evalsite.services.generator_cache import generator_forget, generator_get, worker_device
+from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_heartbeat, job_progress, job_release, new_claim_token
 from evalsite.services.storage import open_image, remove_partials, save_png
 from generators.types import GenerationSettings, GeneratorError, InpaintRequest, MethodSpec
 
@@ -33,8 +35,8 @@ class JobReport:
 def output_name(job: GenerationJob, sample: Sample) -> str:
     """Deterministic, so a re-run after a crash overwrites rather than duplicates."""
     return (
-        f"outputs/experiment-{job.experiment_id}/{job.method.key}/seed-{job.seed}/"
-        f"{sample.pk}-{sample.sample_id}.png"
+        f"outputs/experiment-{job.experiment_id}/{get_valid_filename(job.method.key)}/seed-{job.seed}/"
+        f"{sample.pk}-{get_valid_filename(sample.sample_id)}.png"
     )
 
 
@@ -44,29 +46,45 @@ def job_run(*, job_id: int) -> JobReport:
     if job is None:
         return JobReport(job_id=job_id, status="skipped")
     report = JobReport(job_id=job_id, status="running")
+    spec = _method_spec(job)
     try:
         with Heartbeat(job_id=job_id, token=token) as heartbeat:
-            _generate_missing(job, token, heartbeat, report)
+            _generate_missing(job, spec, token, heartbeat, report)
     except ClaimLost:
         log.warning("job %s: claim lost to another worker; stopped", job_id)
         report.status = "claim-lost"
         return report
+    except (OperationalError, InterfaceError):
+        # Transient: hand the job back and let the task retry it.
+        try:
+            job_release(job_id=job_id, token=token)
+        except Exception:
+            log.warning("job %s: could not release it; the sweep will", job_id)
+        raise
     except GeneratorError as exc:
         report.problems.append(str(exc))
-    except MemoryError:
-        report.problems.append(_out_of_memory_message(job))
     except Exception as exc:
-        if _is_cuda_oom(exc):
+        if _is_out_of_memory(exc):
+            generator_forget(spec)  # its memory is fragmented; the next job reloads it
             report.problems.append(_out_of_memory_message(job))
         else:
-            raise
+            log.exception("job %s: unexpected error", job_id)
+            report.problems.append(
+                f"unexpected error generating with method {job.method.key!r} "
+                f"({type(exc).__name__}: {exc}); the worker log has the traceback"
+            )
     error = "\n".join(report.problems)
     job_finish(job_id=job_id, token=token, error=error)
     report.status = "failed" if error else "succeeded"
     return report
 
 
-def _generate_missing(job: GenerationJob, token: str, heartbeat: Heartbeat, report: JobReport) -> None:
+def _method_spec(job: GenerationJob) -> MethodSpec:
+    method = job.method
+    return MethodSpec(family=method.family, params=method.params, checkpoint=resolve_checkpoint(method.checkpoint) or None)
+
+
+def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbeat: Heartbeat, report: JobReport) -> None:
     experiment, method = job.experiment, job.method
     samples = list(job.samples.order_by("sample_id"))
     done_ids = set(
@@ -74,60 +92,82 @@ def _generate_missing(job: GenerationJob, token: str, heartbeat: Heartbeat, repo
     )
     missing = [s for s in samples if s.pk not in done_ids]
     report.skipped_existing = len(samples) - len(missing)
-    if missing:
-        remove_partials(output_name(job, missing[0]).rsplit("/", 1)[0])
-    spec = MethodSpec(family=method.family, params=method.params, checkpoint=resolve_checkpoint(method.checkpoint) or None)
-    settings = GenerationSettings(
-        num_inference_steps=experiment.num_inference_steps,
-        guidance_scale=experiment.guidance_scale,
-        resolution=experiment.resolution,
-    )
     done = len(done_ids)
     job_progress(job_id=job.pk, token=token, done=done)
     if not missing:
         return
-    generator = get_generator(spec, batch_invariant=experiment.config.get("batch_invariant", True))
-    provenance = {**generator.describe(), "settings": settings.__dict__, "worker": token}
+    # Leftovers of killed writers; a live writer's temp file is younger than this.
+    remove_partials(output_name(job, missing[0]).rsplit("/", 1)[0], older_than=settings.EVALSITE_STALE_SECONDS)
+    settings_ = GenerationSettings(
+        num_inference_steps=experiment.num_inference_steps,
+        guidance_scale=experiment.guidance_scale,
+        resolution=experiment.resolution,
+    )
+    generator = generator_get(spec, batch_invariant=experiment.config.get("batch_invariant", True))
+    provenance = {**generator.describe(), "settings": settings_.__dict__, "worker": token}
     for start in range(0, len(missing), experiment.batch_size):
         if heartbeat.lost:
             raise ClaimLost()
         chunk = missing[start : start + experiment.batch_size]
-        requests, loaded = [], []
+        loaded = []
         for sample in chunk:
             try:
-                requests.append(_request_for(sample, job.seed))
-                loaded.append(sample)
+                loaded.append((sample, _request_for(sample, job.seed)))
             except (OSError, ValueError) as exc:
                 report.problems.append(
                     f"sample {sample.sample_id!r}: cannot read its images ({exc}); re-import the dataset "
                     f"or remove the sample"
                 )
-        if not requests:
-            continue
-        began = time.perf_counter()
-        images = generator.generate(requests, settings)
-        per_image = (time.perf_counter() - began) / len(requests)
-        for sample, image in zip(loaded, images):
+        for sample, image, seconds in _generate_chunk(generator, loaded, settings_, report):
+            # The claim may have passed to another worker while we computed; never
+            # overwrite what it has finished.
+            if not job_heartbeat(job_id=job.pk, token=token):
+                raise ClaimLost()
+            if Output.objects.filter(method=method, sample=sample, seed=job.seed).exists():
+                continue
             name = save_png(output_name(job, sample), image)
-            try:
-                Output.objects.get_or_create(
-                    method=method,
-                    sample=sample,
-                    seed=job.seed,
-                    defaults=dict(
-                        job=job,
-                        image=name,
-                        provenance={**provenance, "seed": job.seed, "batch_size": len(requests)},
-                        device=worker_device(),
-                        seconds=per_image,
-                    ),
-                )
-            except IntegrityError:
-                pass  # written meanwhile by a worker that also held this job: same bytes
+            Output.objects.get_or_create(
+                method=method,
+                sample=sample,
+                seed=job.seed,
+                defaults=dict(
+                    job=job,
+                    image=name,
+                    provenance={**provenance, "seed": job.seed, "batch_size": len(loaded)},
+                    device=worker_device(),
+                    seconds=seconds,
+                ),
+            )
             report.generated += 1
             done += 1
         if not job_progress(job_id=job.pk, token=token, done=done):
             raise ClaimLost()
+
+
+def _generate_chunk(generator, loaded, settings_, report):
+    """(sample, image, seconds per image) for each loaded sample. When the batch fails
+    for a reason one sample can cause, the samples are tried one by one so that only
+    the bad ones are reported."""
+    if not loaded:
+        return []
+    requests = [request for _, request in loaded]
+    try:
+        began = time.perf_counter()
+        images = generator.generate(requests, settings_)
+        per_image = (time.perf_counter() - began) / len(requests)
+        return [(sample, image, per_image) for (sample, _), image in zip(loaded, images)]
+    except GeneratorError:
+        if len(loaded) == 1:
+            raise
+    results = []
+    for sample, request in loaded:
+        try:
+            began = time.perf_counter()
+            (image,) = generator.generate([request], settings_)
+            results.append((sample, image, time.perf_counter() - began))
+        except GeneratorError as exc:
+            report.problems.append(f"sample {sample.sample_id!r}: {exc}")
+    return results
 
 
 def _request_for(sample: Sample, seed: int) -> InpaintRequest:
@@ -141,8 +181,8 @@ def _request_for(sample: Sample, seed: int) -> InpaintRequest:
     )
 
 
-def _is_cuda_oom(exc: Exception) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 def _out_of_memory_message(job: GenerationJob) -> str:

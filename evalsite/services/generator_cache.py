@@ -32,9 +32,13 @@ def worker_device() -> str:
     return _device
 
 
-def get_generator(spec: MethodSpec, *, batch_invariant: bool = True):
+def _key(spec: MethodSpec, batch_invariant: bool) -> str:
+    return json.dumps([spec.family, spec.params, spec.checkpoint, worker_device(), batch_invariant], sort_keys=True)
+
+
+def generator_get(spec: MethodSpec, *, batch_invariant: bool = True):
     device = worker_device()
-    key = json.dumps([spec.family, spec.params, spec.checkpoint, device, batch_invariant], sort_keys=True)
+    key = _key(spec, batch_invariant)
     with _lock:
         if key in _loaded:
             _loaded.move_to_end(key)
@@ -52,3 +56,11 @@ def _release_device_memory(device: str) -> None:
         import torch
 
         torch.cuda.empty_cache()
+
+
+def generator_forget(spec: MethodSpec) -> None:
+    """Drop a generator (after it ran out of memory), whatever its batch mode."""
+    with _lock:
+        for batch_invariant in (True, False):
+            _loaded.pop(_key(spec, batch_invariant), None)
+        _release_device_memory(worker_device())

@@ -1,6 +1,10 @@
-"""The job life cycle on the rows: claim, heartbeat, finish, fail, and the sweep that
-re-queues jobs whose worker went silent (a killed worker's broker message may be gone
-or held for the whole visibility timeout; the rows are what recovery trusts)."""
+"""The job life cycle on the rows: claim, heartbeat, finish, fail, and the recovery sweep.
+
+The rows are what recovery trusts: a killed worker's broker message may be gone (the
+filesystem broker deletes it on fetch) or held for the whole visibility timeout (Redis).
+Every time comparison uses the database's clock, so workers on hosts whose clocks
+disagree do not see each other's live jobs as stale.
+"""
 from __future__ import annotations
 
 import logging
@@ -12,9 +16,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.utils import timezone
+from django.db.models import F
+from django.db.models.functions import Now
 
 from evalsite.models import GenerationJob, JobStatus
+from evalsite.services.broker import broker_queue_size
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +29,21 @@ def new_claim_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _stale_cutoff():
+    return Now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS)
+
+
+def _gave_up_message(job: GenerationJob) -> str:
+    return (
+        f"the worker stopped {job.attempts} time(s) while running this job (killed, out of host "
+        f"memory, or crashed; last worker {job.claim or 'unknown'}); see that worker's log, fix the "
+        f"cause, then run `evaluate` again to retry"
+    )
+
+
 def job_claim(*, job_id: int, token: str) -> GenerationJob | None:
     """Take the job for this worker, or None when it is finished, failed, or held by a
     worker whose heartbeat is still fresh (a duplicate or redelivered message)."""
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.EVALSITE_STALE_SECONDS)
     with transaction.atomic():
         job = GenerationJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
@@ -35,31 +51,36 @@ def job_claim(*, job_id: int, token: str) -> GenerationJob | None:
             return None
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return None
-        if job.status == JobStatus.RUNNING and job.heartbeat_at and job.heartbeat_at >= stale_before:
-            return None
-        job.status = JobStatus.RUNNING
-        job.claim = token
-        job.attempts += 1
-        job.started_at = now
-        job.heartbeat_at = now
-        job.finished_at = None
-        job.save(update_fields=["status", "claim", "attempts", "started_at", "heartbeat_at", "finished_at"])
+        if job.status == JobStatus.RUNNING:
+            if GenerationJob.objects.filter(pk=job_id, heartbeat_at__gte=_stale_cutoff()).exists():
+                return None
+            if job.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
+                _fail(job, _gave_up_message(job))
+                return None
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=JobStatus.RUNNING,
+            claim=token,
+            attempts=F("attempts") + 1,
+            started_at=Now(),
+            heartbeat_at=Now(),
+            finished_at=None,
+            error="",
+        )
+        job.refresh_from_db()
         return job
 
 
 def job_heartbeat(*, job_id: int, token: str) -> bool:
     """False when the claim was lost (the sweep handed the job to someone else)."""
     return bool(
-        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
+        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(heartbeat_at=Now())
     )
 
 
 def job_progress(*, job_id: int, token: str, done: int) -> bool:
     return bool(
         GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
-            progress_done=done, heartbeat_at=timezone.now()
+            progress_done=done, heartbeat_at=Now()
         )
     )
 
@@ -68,34 +89,57 @@ def job_finish(*, job_id: int, token: str, error: str = "") -> None:
     GenerationJob.objects.filter(pk=job_id, claim=token).update(
         status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
         error=error,
-        finished_at=timezone.now(),
-        heartbeat_at=timezone.now(),
+        finished_at=Now(),
+        heartbeat_at=Now(),
     )
 
 
 def job_release(*, job_id: int, token: str) -> None:
-    """Hand the job back to the queue (a transient error; the task will be retried)."""
-    GenerationJob.objects.filter(pk=job_id, claim=token).update(status=JobStatus.QUEUED, claim="")
+    """Hand the job back to the queue (a transient error; the task will be retried, and
+    the sweep re-sends it should the retry message be lost)."""
+    GenerationJob.objects.filter(pk=job_id, claim=token).update(status=JobStatus.QUEUED, claim="", queued_at=Now())
 
 
-def jobs_requeue_stale() -> list[int]:
-    from evalsite.tasks import generate_job
+def _fail(job: GenerationJob, message: str) -> None:
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error=message, finished_at=Now())
 
-    cutoff = timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS)
+
+def jobs_recover() -> list[int]:
+    """Re-queue running jobs whose worker went silent (or fail them after
+    EVALSITE_MAX_ATTEMPTS), and re-send queued jobs whose message was lost: queued for
+    longer than EVALSITE_STALE_SECONDS while the broker's gpu queue is empty. Duplicate
+    messages are harmless: a job is claimed once."""
+    from evalsite.tasks import GPU_QUEUE, generate_job
+
+    acted: list[int] = []
     with transaction.atomic():
-        stale = list(
-            GenerationJob.objects.select_for_update(skip_locked=True).filter(
-                status=JobStatus.RUNNING, heartbeat_at__lt=cutoff
-            )
+        silent = GenerationJob.objects.select_for_update(skip_locked=True).filter(
+            status=JobStatus.RUNNING, heartbeat_at__lt=_stale_cutoff()
         )
-        for job in stale:
+        for job in silent:
+            acted.append(job.pk)
+            if job.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
+                log.error("job %s: giving up after %s attempts", job.pk, job.attempts)
+                _fail(job, _gave_up_message(job))
+                continue
             log.warning("job %s: worker %s silent since %s; re-queuing", job.pk, job.claim, job.heartbeat_at)
-            job.error = f"re-queued: worker {job.claim} went silent (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
-            job.status = JobStatus.QUEUED
-            job.claim = ""
-            job.save(update_fields=["status", "claim", "error"])
+            GenerationJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.QUEUED,
+                claim="",
+                queued_at=Now(),
+                error=f"re-queued: worker {job.claim} went silent (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)",
+            )
             generate_job.delay_on_commit(job.pk)
-    return [job.pk for job in stale]
+
+    waiting = GenerationJob.objects.filter(status=JobStatus.QUEUED, queued_at__lt=_stale_cutoff())
+    if waiting.exists() and broker_queue_size(GPU_QUEUE) == 0:
+        with transaction.atomic():
+            for job in waiting.select_for_update(skip_locked=True):
+                log.warning("job %s: queued but its message is gone; sending it again", job.pk)
+                GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(queued_at=Now())
+                generate_job.delay_on_commit(job.pk)
+                acted.append(job.pk)
+    return acted
 
 
 class Heartbeat:

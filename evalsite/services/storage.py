@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import uuid
 
 from django.core.files.base import ContentFile
@@ -38,8 +39,9 @@ def save_png(name: str, image: Image.Image, *, storage=None) -> str:
     return storage.save(name, ContentFile(buffer.getvalue()))
 
 
-def remove_partials(folder: str, *, storage=None) -> int:
-    """Delete temp files a killed writer left in `folder`; returns how many."""
+def remove_partials(folder: str, *, older_than: float, storage=None) -> int:
+    """Delete temp files that killed writers left in `folder`, older than `older_than`
+    seconds (a younger one may belong to a live writer); returns how many."""
     storage = storage or default_storage
     if not isinstance(storage, FileSystemStorage):
         return 0
@@ -47,10 +49,16 @@ def remove_partials(folder: str, *, storage=None) -> int:
     if not os.path.isdir(path):
         return 0
     removed = 0
+    cutoff = time.time() - older_than
     for entry in os.listdir(path):
+        file = os.path.join(path, entry)
         if entry.endswith(PARTIAL_SUFFIX):
-            os.remove(os.path.join(path, entry))
-            removed += 1
+            try:
+                if os.stat(file).st_mtime < cutoff:
+                    os.remove(file)
+                    removed += 1
+            except FileNotFoundError:
+                pass  # its writer renamed or removed it meanwhile
     return removed
 
 

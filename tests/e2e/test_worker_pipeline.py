@@ -55,10 +55,11 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_everything_exactly_once(make
     experiment_enqueue(experiment=experiment)
     total = selectors.experiment_progress(experiment).expected
 
-    def some_pbe_outputs_exist():
-        return Output.objects.filter(method__experiment=experiment, method__key="pbe_tiny").count() >= 2
+    def mid_job():
+        outputs = Output.objects.filter(method__experiment=experiment, method__key="pbe_tiny").count()
+        return outputs >= 2 and GenerationJob.objects.filter(experiment=experiment, status=JobStatus.RUNNING).exists()
 
-    wait_until(some_pbe_outputs_exist, 180, "the first outputs", first)
+    wait_until(mid_job, 180, "the first outputs", first)
     first.kill()
     done_at_kill = Output.objects.filter(method__experiment=experiment).count()
     assert done_at_kill < total, "the experiment finished before the kill; give it more work"
@@ -70,3 +71,46 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_everything_exactly_once(make
     assert_outputs_complete(experiment, media_root)
     retried = GenerationJob.objects.filter(experiment=experiment, attempts__gte=2)
     assert retried.exists()  # the sweep handed the killed job to the new worker
+
+
+def test_evaluate_waits_reports_failures_and_fills_gaps_on_rerun(demo_dataset, weights_dir, media_root, start_worker, tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    experiment_file = tmp_path / "exp.toml"
+    text = """
+name = "cli"
+dataset = "demo"
+seeds = [0]
+num_inference_steps = 2
+resolution = 64
+batch_size = 6
+[[methods]]
+key = "copy_paste"
+family = "copy_paste"
+[[methods]]
+key = "pbe"
+family = "pbe"
+checkpoint = "{checkpoint}"
+"""
+    experiment_file.write_text(text.format(checkpoint="not-there-yet"))
+    start_worker()
+    with pytest.raises(CommandError, match="1 job\\(s\\) failed"):
+        call_command("evaluate", str(experiment_file), wait=True, timeout=120)
+    assert Output.objects.filter(method__key="copy_paste").count() == 6
+    failed = GenerationJob.objects.get(method__key="pbe")
+    assert failed.status == JobStatus.FAILED and "not-there-yet" in failed.error
+
+    # Put the checkpoint where the file says and run the same command: only the gap is filled.
+    (weights_dir / "not-there-yet").symlink_to(weights_dir / "tiny" / "pbe")
+    copy_paste_files = {o.pk: o.created_at for o in Output.objects.filter(method__key="copy_paste")}
+    call_command("evaluate", str(experiment_file), wait=True, timeout=120)
+    assert Output.objects.filter(method__key="pbe").count() == 6
+    assert {o.pk: o.created_at for o in Output.objects.filter(method__key="copy_paste")} == copy_paste_files
+
+    experiment_file.write_text(text.format(checkpoint="not-there-yet").replace("seeds = [0]", "seeds = [1]"))
+    with pytest.raises(CommandError, match="already exists with a different configuration"):
+        call_command("evaluate", str(experiment_file))
+    experiment_file.write_text(text.format(checkpoint="x").replace('dataset = "demo"', 'dataset = "nope"'))
+    with pytest.raises(CommandError, match="dataset 'nope' is not imported"):
+        call_command("evaluate", str(experiment_file))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from evalsite.models import GenerationJob, JobStatus, Output
 from evalsite.services.generation import job_run
-from evalsite.services.jobs import job_claim, jobs_requeue_stale
+from evalsite.services.jobs import job_claim, jobs_recover
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,7 @@ def test_the_sweep_requeues_jobs_whose_worker_went_silent(make_experiment, setti
         heartbeat_at=timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 5)
     )
     with django_capture_on_commit_callbacks() as callbacks:
-        assert jobs_requeue_stale() == [silent.pk]
+        assert jobs_recover() == [silent.pk]
     assert len(callbacks) == 1  # one message re-sent, after the commit
     silent.refresh_from_db()
     assert silent.status == JobStatus.QUEUED and "dead-worker went silent" in silent.error
@@ -123,3 +123,126 @@ def test_pbe_outputs_do_not_depend_on_the_batch_size(make_experiment, media_root
         a = np.asarray(Image.open(media_root / output.image.name))
         b = np.asarray(Image.open(media_root / twin.image.name))
         assert np.array_equal(a, b), output.sample.sample_id
+
+
+def make_stale(job, settings, **fields):
+    GenerationJob.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 5), **fields
+    )
+
+
+def test_a_stale_running_job_is_taken_over_by_a_redelivered_message(make_experiment, settings):
+    job = make_experiment().jobs.first()
+    job_claim(job_id=job.pk, token="dead-worker")
+    make_stale(job, settings)
+    report = job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert report.status == "succeeded" and job.attempts == 2 and job.status == JobStatus.SUCCEEDED
+
+
+def test_a_job_whose_worker_keeps_dying_is_failed_not_retried_forever(make_experiment, settings):
+    job = make_experiment().jobs.first()
+    job_claim(job_id=job.pk, token="dead-worker")
+    make_stale(job, settings, attempts=settings.EVALSITE_MAX_ATTEMPTS)
+    assert jobs_recover() == [job.pk]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert f"the worker stopped {settings.EVALSITE_MAX_ATTEMPTS} time(s)" in job.error and "dead-worker" in job.error
+
+
+def test_a_queued_job_whose_message_is_gone_is_sent_again(
+    make_experiment, settings, broker_env, django_capture_on_commit_callbacks
+):
+    from tests.conftest import purge_queues
+
+    purge_queues()
+    experiment = make_experiment()
+    old = timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 5)
+    lost = experiment.jobs.first()
+    GenerationJob.objects.filter(pk=lost.pk).update(queued_at=old)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert jobs_recover() == [lost.pk]  # the other jobs were queued just now
+    assert len(callbacks) == 1
+    lost.refresh_from_db()
+    assert lost.queued_at > old
+
+
+class FailingGenerator:
+    """Stands in for a model that breaks mid-inference (a bug, or CUDA running out of
+    memory, which cannot happen on this CPU-only machine)."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def describe(self):
+        return {"family": "pbe"}
+
+    def generate(self, requests, settings):
+        raise self.error
+
+
+def install_generator(job, generator):
+    from evalsite.services import generator_cache
+    from evalsite.services.generation import _method_spec
+
+    key = generator_cache._key(_method_spec(job), True)
+    generator_cache._loaded[key] = generator
+    return key
+
+
+def test_an_unexpected_error_fails_the_job_with_its_message(make_experiment):
+    experiment = make_experiment(batch_size=6)
+    job = experiment.jobs.get(method__key="pbe_tiny")
+    key = install_generator(job, FailingGenerator(RuntimeError("expected scalar type Half but found Float")))
+    try:
+        report = job_run(job_id=job.pk)
+    finally:
+        from evalsite.services import generator_cache
+
+        generator_cache._loaded.pop(key, None)
+    job.refresh_from_db()
+    assert report.status == "failed" and job.status == JobStatus.FAILED
+    assert "unexpected error generating with method 'pbe_tiny' (RuntimeError: expected scalar type Half" in job.error
+    assert job_run(job_id=experiment.jobs.get(method__key="copy_paste").pk).status == "succeeded"
+
+
+def test_out_of_memory_names_the_setting_to_change_and_drops_the_model(make_experiment):
+    import torch
+
+    from evalsite.services import generator_cache
+
+    experiment = make_experiment(batch_size=6)
+    job = experiment.jobs.get(method__key="pbe_tiny")
+    key = install_generator(job, FailingGenerator(torch.cuda.OutOfMemoryError("CUDA out of memory")))
+    job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "out of memory on cpu generating 6 image(s) at 64 px with method 'pbe_tiny'; lower batch_size (now 6)" in job.error
+    assert key not in generator_cache._loaded
+
+
+def test_each_model_is_loaded_once_per_process(make_experiment):
+    from evalsite.services import generator_cache
+    from evalsite.services.generation import _method_spec
+
+    job = make_experiment().jobs.filter(method__key="pbe_tiny").first()
+    spec = _method_spec(job)
+    first = generator_cache.generator_get(spec)
+    assert generator_cache.generator_get(spec) is first
+    assert generator_cache.generator_get(spec, batch_invariant=False) is not first
+
+
+def test_only_old_partial_files_are_removed(media_root):
+    import os
+    import time as clock
+
+    from evalsite.services.storage import remove_partials
+
+    folder = media_root / "outputs" / "x"
+    folder.mkdir(parents=True)
+    old, fresh, real = folder / "a.png.1.partial", folder / "b.png.2.partial", folder / "c.png"
+    for file in (old, fresh, real):
+        file.write_bytes(b"x")
+    os.utime(old, (clock.time() - 600, clock.time() - 600))
+    assert remove_partials("outputs/x", older_than=120) == 1
+    assert not old.exists() and fresh.exists() and real.exists()

@@ -56,7 +56,9 @@ def test_secret_key_is_required_without_debug():
 
 def test_a_malformed_value_is_named():
     result = probe(DJANGO_DEBUG="maybe")
-    assert "DJANGO_DEBUG='maybe'" in result.stderr
+    assert result.returncode != 0 and "DJANGO_DEBUG='maybe'" in result.stderr
+    result = probe(EVALSITE_STALE_SECONDS="15", EVALSITE_HEARTBEAT_SECONDS="10")
+    assert result.returncode != 0 and "EVALSITE_STALE_SECONDS (15) must be at least twice" in result.stderr
 
 
 def test_no_module_outside_settings_reads_the_environment():

@@ -33,7 +33,7 @@ def test_list_detail_progress_and_grid(client, researcher, make_experiment):
     experiment = make_experiment(seeds=(0, 3))
     client.force_login(researcher)
     listing = client.get(reverse("experiment-list")).content.decode()
-    assert experiment.name in listing and "running" in listing
+    assert experiment.name in listing and "in progress" in listing
 
     progress = client.get(reverse("experiment-progress", args=[experiment.pk])).json()
     assert progress["expected"] == 2 * 2 * 6 and progress["done"] == 0 and not progress["finished"]

@@ -25,8 +25,9 @@ class Command(BaseCommand):
             result = dataset_import(path=path, name=name, on_progress=on_progress)
         except ManifestError as exc:
             raise CommandError(str(exc)) from None
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        except (ValueError, OSError) as exc:
+            # A file changed or vanished after the manifest was checked; nothing was kept.
+            raise CommandError(f"import of {path} stopped, nothing was imported: {exc}") from None
         finally:
             if bar is not None:
                 bar.close()
