@@ -134,7 +134,8 @@ LOGGING = {
 }
 
 # --- Celery ----------------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+# "localhost" only because kombu warns about a URL without a host; the folder is below.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://localhost/"
 BROKER_DIR = Path(os.environ.get("EVALSITE_BROKER_DIR") or VAR_DIR / "broker")
 # Longer than the longest job: Redis redelivers an unacked message only after this long.
 # Crash recovery does not wait for it; the job-row sweep below re-queues silent jobs.

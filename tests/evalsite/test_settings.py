@@ -31,7 +31,7 @@ def test_no_environment_means_sqlite_and_the_embedded_broker(tmp_path):
     values = json.loads(result.stdout)
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["db"] == str(tmp_path / "evalsite.sqlite3")
-    assert values["broker"] == "filesystem://"
+    assert values["broker"] == "filesystem://localhost/"
     assert values["media"] == str(tmp_path / "media")
     assert values["weights"] == str(tmp_path / "models")
 
