@@ -73,12 +73,14 @@ def experiment_create(*, config: ExperimentConfig, user=None) -> tuple[Experimen
 
 
 def _create_jobs(experiment: Experiment) -> None:
+    """Seeds innermost: jobs are sent in creation order, so a worker meets the same samples
+    in consecutive jobs and reuses their decoded images (services/generation.py)."""
     samples = list(experiment.dataset.samples.order_by("sample_id"))
     size = experiment.batch_size
     for method in experiment.methods.all():
-        for seed in experiment.seeds:
-            for start in range(0, len(samples), size):
-                batch = samples[start : start + size]
+        for start in range(0, len(samples), size):
+            batch = samples[start : start + size]
+            for seed in experiment.seeds:
                 job = GenerationJob.objects.create(
                     experiment=experiment, method=method, seed=seed, progress_total=len(batch)
                 )

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -118,28 +120,36 @@ def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbea
                     f"sample {sample.sample_id!r}: cannot read its images ({exc}); re-import the dataset "
                     f"or remove the sample"
                 )
-        for sample, image, seconds in _generate_chunk(generator, loaded, settings_, report):
-            # The claim may have passed to another worker while we computed; never
-            # overwrite what it has finished.
-            if not job_heartbeat(job_id=job.pk, token=token):
-                raise ClaimLost()
-            if Output.objects.filter(method=method, sample=sample, seed=job.seed).exists():
+        results = _generate_chunk(generator, loaded, settings_, report)
+        # The claim may have passed to another worker while we computed: never overwrite
+        # what that worker finished, and write nothing once the job is no longer ours.
+        if not job_heartbeat(job_id=job.pk, token=token):
+            raise ClaimLost()
+        finished = set(
+            Output.objects.filter(method=method, seed=job.seed, sample__in=[s for s, _, _ in results]).values_list(
+                "sample_id", flat=True
+            )
+        )
+        rows = []
+        for sample, image, seconds in results:
+            if sample.pk in finished:
                 continue
-            name = save_png(output_name(job, sample), image)
-            Output.objects.get_or_create(
-                method=method,
-                sample=sample,
-                seed=job.seed,
-                defaults=dict(
+            rows.append(
+                Output(
+                    method=method,
+                    sample=sample,
+                    seed=job.seed,
                     job=job,
-                    image=name,
+                    image=save_png(output_name(job, sample), image),
                     provenance={**provenance, "seed": job.seed, "batch_size": len(loaded)},
                     device=worker_device(),
                     seconds=seconds,
-                ),
+                )
             )
-            report.generated += 1
-            done += 1
+        # Files first, rows after: a row always points at a complete file.
+        Output.objects.bulk_create(rows, ignore_conflicts=True)
+        report.generated += len(rows)
+        done += len(rows)
         if not job_progress(job_id=job.pk, token=token, done=done):
             raise ClaimLost()
 
@@ -170,15 +180,35 @@ def _generate_chunk(generator, loaded, settings_, report):
     return results
 
 
+# Decoded inputs of the samples met last, keyed by where their files are stored (stored
+# dataset files never change: their folder is named by the content hash). The jobs of one
+# batch of samples (one per seed) follow each other, and decoding is not free.
+_INPUT_CACHE_SIZE = 32
+_inputs: OrderedDict[tuple[str, ...], InpaintRequest] = OrderedDict()
+_inputs_lock = threading.Lock()
+
+
 def _request_for(sample: Sample, seed: int) -> InpaintRequest:
-    return InpaintRequest(
-        sample_id=sample.sample_id,
-        scene=open_image(sample.scene.name).convert("RGB"),
-        mask=open_image(sample.mask.name).convert("L"),
-        reference=open_image(sample.reference.name).convert("RGB"),
-        seed=seed,
-        caption=sample.caption,
-    )
+    key = (str(settings.MEDIA_ROOT), sample.scene.name, sample.mask.name, sample.reference.name)
+    with _inputs_lock:
+        cached = _inputs.get(key)
+        if cached is not None:
+            _inputs.move_to_end(key)
+    if cached is None:
+        cached = InpaintRequest(
+            sample_id=sample.sample_id,
+            scene=open_image(sample.scene.name).convert("RGB"),
+            mask=open_image(sample.mask.name).convert("L"),
+            reference=open_image(sample.reference.name).convert("RGB"),
+            seed=0,
+            caption=sample.caption,
+        )
+        with _inputs_lock:
+            _inputs[key] = cached
+            while len(_inputs) > _INPUT_CACHE_SIZE:
+                _inputs.popitem(last=False)
+    # Generators never modify their inputs (PIL operations return new images).
+    return replace(cached, seed=seed)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
