@@ -93,8 +93,9 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'evalsite.sqlite3'}",
-        # Workers run job after job: keep the connection instead of opening one per task.
-        conn_max_age=_env_number("DATABASE_CONN_MAX_AGE", 300),
+        # 0 = a connection per request or task. runserver (the demo) starts a thread per
+        # request, where persistent connections pile up; gunicorn and workers may set it.
+        conn_max_age=_env_number("DATABASE_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
 }

@@ -1,0 +1,76 @@
+"""The experiment page in a real browser (Debian's Chromium driven by Playwright) while a
+real worker generates: the progress updates in place, and the grid fills in when done."""
+import shutil
+
+import pytest
+from django.db import connections
+
+from evalsite.models import Output
+from evalsite.services.experiments import experiment_enqueue
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
+
+
+@pytest.fixture
+def browser_page(tmp_path, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls this test
+    # makes between browser steps are ordinary blocking calls, which Django then refuses.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            # While Playwright's loop runs, asgiref gives this test's ORM calls their own
+            # connection, which Django's test-database teardown would not close.
+            connections.close_all()
+
+
+def test_progress_updates_live_and_the_grid_fills_in(
+    live_server, browser_page, make_experiment, media_root, start_worker, django_user_model
+):
+    django_user_model.objects.create_user("rita", password="a-long-password")
+    experiment = make_experiment(seeds=(0, 1), batch_size=2, steps=8, resolution=128)
+    page = browser_page
+    page.goto(f"{live_server.url}/experiments/{experiment.pk}/")
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", "a-long-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/experiments/{experiment.pk}/")
+    assert page.text_content("#progress-text").startswith("0 / 24 images")
+    assert page.locator("img.output").count() == 0
+    page.evaluate("window.notReloaded = true")
+
+    start_worker()
+    experiment_enqueue(experiment=experiment)
+    # Part of the work done, shown without a page load.
+    page.wait_for_function(
+        """() => window.notReloaded === true && (() => {
+              const done = parseInt(document.getElementById('progress-text').textContent);
+              return done > 0 && done < 24; })()""",
+        timeout=120_000,
+    )
+    assert page.locator("#jobs .badge.succeeded").count() >= 1
+    # Finished: the page reloads itself, and the grid shows every output of the first seed.
+    page.wait_for_function("() => window.notReloaded === undefined", timeout=180_000)
+    page.wait_for_load_state("networkidle")
+    assert page.text_content("#progress-text").startswith("24 / 24 images")
+    images = page.locator("img.output")
+    assert images.count() == Output.objects.filter(method__experiment=experiment, seed=0).count() == 12
+    widths = images.evaluate_all("(all) => all.map((img) => img.naturalWidth)")
+    assert widths == [128] * 12  # every image was served (behind the login) and decoded
+
