@@ -1,12 +1,13 @@
 # Two commands on a fresh machine (Python 3.11 and pip, nothing else running):
 #   make demo   install, build demo data and tiny models, run an experiment, serve the site
 #   make test   install and run the whole test suite
+#   make worker start the workers for this machine (one per GPU, or one on a CPU-only machine)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean-var
+.PHONY: install demo test worker bench clean-var
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "evalsite needs Python 3.11 (torch wheels here are for 3.11); set PYTHON=python3.11")'
@@ -22,6 +23,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+worker: install
+	$(PY) manage.py worker
 
 bench: install
 	$(PY) bench/overhead.py

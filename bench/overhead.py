@@ -52,9 +52,12 @@ def main() -> None:
     from generators.tiny import build_tiny_pbe
 
     call_command("migrate", interactive=False, verbosity=0)
-    # One checkpoint folder per round: the worker keeps a loaded model for the next job,
-    # so reusing one folder would spare the platform the load the plain loop pays.
-    checkpoints = [build_tiny_pbe(Path(settings.EVALSITE_WEIGHTS_DIR) / f"bench-pbe-{r}") for r in range(args.rounds)]
+    # One checkpoint per round, with weights of its own: the worker keeps a loaded model
+    # for the next job, and outputs are shared by method identity (the weights' content),
+    # so a shared checkpoint would spare the platform the load and the images.
+    checkpoints = [
+        build_tiny_pbe(Path(settings.EVALSITE_WEIGHTS_DIR) / f"bench-pbe-{r}", seed=r) for r in range(args.rounds)
+    ]
     dataset = dataset_import(path=build_demo_dataset(var / "dataset"), name=f"bench-{var.name}").dataset
     samples = list(dataset.samples.order_by("sample_id"))
     seeds = list(range(args.seeds))
@@ -124,7 +127,7 @@ def _through_platform(dataset, checkpoint, seeds, args, round_number) -> tuple[f
 
     from evalsite import selectors
     from evalsite.experiment_config import parse_experiment_config
-    from evalsite.services.experiments import experiment_create, experiment_enqueue
+    from evalsite.services.experiments import experiment_evaluate
 
     text = f"""
 name = "bench-{dataset.pk}-{round_number}"
@@ -140,14 +143,13 @@ family = "pbe"
 checkpoint = "{checkpoint}"
 """
     began = time.time()
-    experiment, _ = experiment_create(config=parse_experiment_config(text))
-    experiment_enqueue(experiment=experiment)
+    experiment = experiment_evaluate(config=parse_experiment_config(text)).experiment
     while not selectors.experiment_progress(experiment).finished:
         # Poll gently: on 2 cores a busy poller steals time from the worker's torch threads.
         time.sleep(0.25)
     # The end is when the worker finished the last job (same machine, same clock), not
     # when this poll noticed it.
-    last = experiment.jobs.aggregate(last=Max("finished_at"))["last"]
+    last = selectors.experiment_jobs(experiment).aggregate(last=Max("finished_at"))["last"]
     seconds = last.timestamp() - began
     failed = list(selectors.experiment_failures(experiment))
     if failed:
@@ -169,10 +171,10 @@ def _check_same_images(experiment, loop_folder: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from evalsite.models import Output
+    from evalsite.selectors import experiment_outputs
     from evalsite.services.storage import open_image
 
-    outputs = Output.objects.filter(method__experiment=experiment).select_related("sample")
+    outputs = experiment_outputs(experiment).select_related("sample")
     differing = [
         o for o in outputs
         if not np.array_equal(

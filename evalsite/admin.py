@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from evalsite.models import Dataset, Experiment, GenerationJob, Method, Output, Sample
+from evalsite.models import Dataset, Experiment, ExperimentMethod, GenerationJob, Method, Output, Sample, Worker
 
 
 @admin.register(Dataset)
@@ -16,25 +16,41 @@ class SampleAdmin(admin.ModelAdmin):
     search_fields = ("sample_id", "product_id", "caption")
 
 
-class MethodInline(admin.TabularInline):
-    model = Method
+class ExperimentMethodInline(admin.TabularInline):
+    model = ExperimentMethod
     extra = 0
+    raw_id_fields = ("method",)
 
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "dataset", "resolution", "num_inference_steps", "guidance_scale", "created_at")
-    inlines = [MethodInline]
+    list_display = ("name", "dataset", "resolution", "num_inference_steps", "guidance_scale", "cancelled_at", "updated_at")
+    inlines = [ExperimentMethodInline]
+
+
+@admin.register(Method)
+class MethodAdmin(admin.ModelAdmin):
+    list_display = ("identity", "family", "params", "checkpoint", "resolution", "num_inference_steps", "created_at")
+    list_filter = ("family",)
+    search_fields = ("identity", "checkpoint", "checkpoint_hash")
+    readonly_fields = ("identity", "checkpoint_hash")
 
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "experiment", "method", "seed", "status", "progress_done", "progress_total", "attempts", "heartbeat_at")
-    list_filter = ("status", "experiment")
+    list_display = ("id", "method", "dataset", "seed", "status", "progress_done", "progress_total", "attempts", "heartbeat_at")
+    list_filter = ("status", "method__family")
+    raw_id_fields = ("method", "samples")
     readonly_fields = ("claim", "heartbeat_at", "started_at", "finished_at")
 
 
 @admin.register(Output)
 class OutputAdmin(admin.ModelAdmin):
     list_display = ("id", "method", "sample", "seed", "device", "seconds", "created_at")
-    list_filter = ("method__experiment", "method__key")
+    list_filter = ("method__family",)
+    raw_id_fields = ("method", "sample", "job")
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ("name", "queues", "device", "started_at", "seen_at")

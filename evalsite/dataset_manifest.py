@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def _check_row(root: Path, line: int, raw: dict, warnings: list[str]):
     problems = []
     if not sample_id:
         problems.append(f"line {line}: sample_id is empty")
+    elif not _usable_as_name(sample_id):
+        problems.append(
+            f"{where}: sample_id {sample_id!r} cannot name a file in exports; expected letters, digits or "
+            f"'-', '_', '.' (not '.' or '..' alone, no control characters)"
+        )
     files: dict[str, Path] = {}
     for column in IMAGE_COLUMNS:
         value = cell(column)
@@ -165,6 +171,15 @@ def _check_row(root: Path, line: int, raw: dict, warnings: list[str]):
         mask_was_binary=binary,
     )
     return problems, row
+
+
+def _usable_as_name(sample_id: str) -> bool:
+    """Exports and tools name files after sample ids: an id that sanitises to nothing, or
+    to '.' or '..', would collide or escape its folder."""
+    if any(ord(c) < 32 for c in sample_id):
+        return False
+    cleaned = re.sub(r"[^-\w.]", "", sample_id.strip().replace(" ", "_"))
+    return cleaned not in ("", ".", "..")
 
 
 def _wh(size) -> str:

@@ -52,6 +52,9 @@ class Sample(models.Model):
 
 
 class Experiment(models.Model):
+    """A view: dataset x methods x seeds. It grows when its file is edited and evaluated
+    again; its images belong to the methods, so experiments that share a method share them."""
+
     name = models.CharField(max_length=200, unique=True)
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="experiments")
     config = models.JSONField(help_text="The experiment file as parsed")
@@ -62,8 +65,11 @@ class Experiment(models.Model):
     resolution = models.PositiveIntegerField()
     batch_size = models.PositiveIntegerField()
     metrics = models.JSONField(default=list)
+    # Set by `evaluate --cancel`, cleared by the next `evaluate`.
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -73,13 +79,41 @@ class Experiment(models.Model):
 
 
 class Method(models.Model):
-    """A model variant inside one experiment. `family` is a stable registry key."""
+    """A method's identity: family, resolved params, the checkpoint's content and the
+    settings that change pixels. Outputs are keyed by it, so every experiment that uses
+    the same method shares its images; retrained weights are a new identity."""
+
+    identity = models.CharField(max_length=64, unique=True)
+    family = models.CharField(max_length=50)  # a stable registry key
+    params = models.JSONField(default=dict)
+    checkpoint = models.CharField(max_length=1000, blank=True, help_text="As written in the experiment file")
+    # sha256 over the checkpoint's files; empty for families without one, and for rows
+    # migrated from before identities existed (never shared, never checked).
+    checkpoint_hash = models.CharField(max_length=64, blank=True)
+    # Settings that change pixels; null where the family does not sample (copy_paste).
+    num_inference_steps = models.PositiveIntegerField(null=True, blank=True)
+    guidance_scale = models.FloatField(null=True, blank=True)
+    resolution = models.PositiveIntegerField()
+    batch_invariant = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.family} {self.identity[:12]}"
+
+    @property
+    def short_identity(self) -> str:
+        return self.identity[:12]
+
+
+class ExperimentMethod(models.Model):
+    """A column of an experiment: its key in the file, and the method it names now."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="methods")
+    method = models.ForeignKey(Method, on_delete=models.PROTECT, related_name="experiment_methods")
     key = models.CharField(max_length=100)
-    family = models.CharField(max_length=50)
-    params = models.JSONField(default=dict)
-    checkpoint = models.CharField(max_length=1000, blank=True)
     position = models.PositiveIntegerField(default=0, help_text="Column order in tables")
 
     class Meta:
@@ -91,19 +125,32 @@ class Method(models.Model):
     def __str__(self):
         return self.key
 
+    @property
+    def family(self) -> str:
+        return self.method.family
+
+    @property
+    def params(self) -> dict:
+        return self.method.params
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class GenerationJob(models.Model):
-    """A batch of samples for one method and seed."""
+    """A batch of one dataset's samples for one method and seed. Jobs belong to the
+    method, not to an experiment: every experiment that needs these images waits on it."""
 
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="jobs")
     method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="jobs")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="jobs")
     seed = models.BigIntegerField()
     samples = models.ManyToManyField(Sample, related_name="jobs")
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
@@ -122,14 +169,15 @@ class GenerationJob(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["experiment", "method__position", "seed", "id"]
+        ordering = ["id"]
         indexes = [
             models.Index(fields=["status", "heartbeat_at"]),
             models.Index(fields=["status", "queued_at"]),
+            models.Index(fields=["method", "dataset", "seed"]),
         ]
 
     def __str__(self):
-        return f"job {self.pk} ({self.method.key}, seed {self.seed}, {self.status})"
+        return f"job {self.pk} (method {self.method_id}, seed {self.seed}, {self.status})"
 
     @property
     def seconds(self) -> float | None:
@@ -153,7 +201,36 @@ class Output(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["method", "sample", "seed"], name="one_output_per_method_sample_seed")
         ]
-        ordering = ["method__position", "sample__sample_id", "seed"]
+        ordering = ["method", "sample__sample_id", "seed"]
 
     def __str__(self):
-        return f"{self.method.key}/{self.sample.sample_id}/seed{self.seed}"
+        return f"{self.method}/{self.sample.sample_id}/seed{self.seed}"
+
+
+class FileDigest(models.Model):
+    """sha256 of a file, valid while its size and modification time are unchanged: a
+    checkpoint's identity is computed once, not at every evaluate or job."""
+
+    path = models.CharField(max_length=1000)
+    size = models.BigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["path", "size", "mtime_ns"], name="file_digest_unique")
+        ]
+
+
+class Worker(models.Model):
+    """A live worker process says so here every sweep (on the database's clock), so that
+    `evaluate --wait` and the pages can tell when no worker is running."""
+
+    name = models.CharField(max_length=200, unique=True)
+    queues = models.CharField(max_length=200)
+    device = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self):
+        return self.name

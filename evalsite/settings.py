@@ -6,10 +6,13 @@ kombu filesystem broker under var/broker, media under var/media.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from evalsite.queues import CPU_QUEUE, TASK_ROUTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,18 +38,46 @@ def _env_number(name: str, default: float, cast=int):
         raise ImproperlyConfigured(f"{name}={value!r}: expected a {cast.__name__}") from None
 
 
+def _secret_key_file(var_dir: Path) -> str:
+    """A random key made once into var/secret_key (mode 0600) and reused, so that sessions
+    survive restarts without anyone choosing a key; several processes may race to make it."""
+    path = var_dir / "secret_key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        temp = var_dir / f".secret_key.{os.getpid()}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+        try:
+            os.link(temp, path)  # fails when another process made it first: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
+    return path.read_text().strip()
+
+
 VAR_DIR = Path(os.environ.get("EVALSITE_VAR_DIR") or BASE_DIR / "var")
 
-DEBUG = _env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h] or (
-    ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
-)
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _secret_key_file(VAR_DIR)
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h] or [
+    "localhost", "127.0.0.1", "[::1]",
+]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# HTTPS (DJANGO_SECURE=1, behind a proxy that sets X-Forwarded-Proto): cookies only over
+# HTTPS, HTTP redirected, HSTS. Without it (the demo, a laptop) plain HTTP works.
+SECURE = _env_bool("DJANGO_SECURE", False)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # no script of ours reads it; forms carry the token
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = SECURE
+if SECURE:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = _env_number("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,7 +100,8 @@ MIDDLEWARE = [
 ]
 
 if not DEBUG:
-    # Production serves collected static files itself (runserver does it in DEBUG).
+    # Collected static files are served by the site itself (runserver does it in DEBUG,
+    # and with --insecure, which the demo uses).
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "evalsite.urls"
@@ -90,6 +122,9 @@ TEMPLATES = [
     },
 ]
 
+# True on the embedded SQLite database under var/ (no DATABASE_URL): the demo may create
+# its account there, never on a production database.
+EMBEDDED_DATABASE = not os.environ.get("DATABASE_URL")
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'evalsite.sqlite3'}",
@@ -125,6 +160,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or VAR_DIR / "static")
+# Before `collectstatic` has filled STATIC_ROOT, WhiteNoise serves from the apps' folders.
+WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "media")
 
@@ -157,8 +194,8 @@ CELERY_TASK_IGNORE_RESULT = True  # the job rows are the truth, not a result bac
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "cpu"
-CELERY_TASK_ROUTES = {"evalsite.generate_job": {"queue": "gpu"}}
+CELERY_TASK_DEFAULT_QUEUE = CPU_QUEUE
+CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -1,26 +1,32 @@
-"""Celery task shims: take ids, call one service. Names are stable; never rename them."""
+"""Celery task shims: take ids, call one service. Names come from evalsite.queues and are
+stable; never rename them."""
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from evalsite.queues import GENERATE_JOB, SWEEP_STALE_JOBS
 from evalsite.services import generation, jobs
 
-GPU_QUEUE = "gpu"  # settings.CELERY_TASK_ROUTES sends generate_job here
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+MAX_RETRIES = 5
 
 
-@shared_task(
-    name="evalsite.generate_job",
-    acks_late=True,
+@shared_task(name=GENERATE_JOB, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def generate_job(self, job_id: int) -> dict:
     # Only transient infrastructure errors are retried; everything a person must fix is
     # recorded on the job row by the service instead.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=5,
-    max_retries=5,
-)
-def generate_job(job_id: int) -> dict:
-    report = generation.job_run(job_id=job_id)
+    try:
+        report = generation.job_run(job_id=job_id)
+    except TRANSIENT_ERRORS as exc:
+        if self.request.retries >= self.max_retries:
+            try:
+                jobs.job_fail_queued(job_id=job_id, message=jobs.transient_gave_up_message(exc, self.request.retries))
+            except TRANSIENT_ERRORS:
+                pass  # the database is still away; the sweep re-sends the queued job later
+            raise
+        raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 300))
     return {"job": report.job_id, "status": report.status, "generated": report.generated}
 
 
-@shared_task(name="evalsite.sweep_stale_jobs")
+@shared_task(name=SWEEP_STALE_JOBS)
 def sweep_stale_jobs() -> list[int]:
     return jobs.jobs_recover()

@@ -10,6 +10,7 @@ urlpatterns = [
     path("experiments/", views.experiment_list, name="experiment-list"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment-detail"),
     path("experiments/<int:pk>/progress.json", views.experiment_progress, name="experiment-progress"),
+    path("outputs/<int:pk>/", views.output_detail, name="output-detail"),
     re_path(r"^media/(?P<path>.+)$", views.media, name="media"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -6,7 +6,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.static import serve
 
 from evalsite import selectors
-from evalsite.models import Experiment
+from evalsite.media_access import media_path_allowed
+from evalsite.models import Experiment, Output
 
 GRID_PAGE_SIZE = 24
 
@@ -20,9 +21,10 @@ def experiment_list(request):
 def experiment_detail(request, pk: int):
     experiment = get_object_or_404(Experiment.objects.select_related("dataset"), pk=pk)
     seed = _seed_param(request, experiment)
-    paginator = Paginator(experiment.dataset.samples.order_by("sample_id"), GRID_PAGE_SIZE)
+    samples = experiment.dataset.samples.order_by("sample_id")
+    paginator = Paginator(samples, GRID_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    methods, rows = selectors.experiment_grid(
+    columns, rows = selectors.experiment_grid(
         experiment, seed=seed, limit=GRID_PAGE_SIZE, offset=(page.number - 1) * GRID_PAGE_SIZE
     )
     return render(
@@ -30,9 +32,10 @@ def experiment_detail(request, pk: int):
         "evalsite/experiment_detail.html",
         {
             "experiment": experiment,
+            "sample_count": paginator.count,
+            "has_ground_truth": samples.exclude(ground_truth="").exists(),
             "progress": selectors.experiment_progress(experiment),
-            "jobs": selectors.experiment_jobs(experiment),
-            "methods": methods,
+            "columns": columns,
             "rows": rows,
             "seed": seed,
             "page": page,
@@ -43,37 +46,51 @@ def experiment_detail(request, pk: int):
 
 @login_required
 def experiment_progress(request, pk: int):
+    """Counts per method column, never a row per job: the page polls this."""
     experiment = get_object_or_404(Experiment, pk=pk)
     progress = selectors.experiment_progress(experiment)
-    jobs = [
-        {
-            "id": job.pk,
-            "method": job.method.key,
-            "seed": job.seed,
-            "status": job.status,
-            "done": job.progress_done,
-            "total": job.progress_total,
-            "attempts": job.attempts,
-            "error": job.error,
-        }
-        for job in selectors.experiment_jobs(experiment)
-    ]
     return JsonResponse(
         {
             "expected": progress.expected,
             "done": progress.done,
             "percent": round(progress.percent, 1),
             "finished": progress.finished,
+            "status": progress.status,
             "jobs_by_status": progress.jobs_by_status,
-            "jobs": jobs,
+            "methods": [
+                {
+                    "key": c.key,
+                    "done": c.done,
+                    "expected": c.expected,
+                    "jobs_by_status": c.jobs_by_status,
+                    "failures": c.failures,
+                }
+                for c in progress.columns
+            ],
         }
     )
 
 
 @login_required
+def output_detail(request, pk: int):
+    try:
+        output = selectors.output_detail(pk)
+    except Output.DoesNotExist:
+        raise Http404(f"no output {pk}") from None
+    return render(
+        request,
+        "evalsite/output_detail.html",
+        {"output": output, "columns": selectors.output_columns(output)},
+    )
+
+
+@login_required
 def media(request, path: str):
-    """Media behind login (unpublished research images). Production may serve MEDIA_ROOT
-    from object storage or a web server with its own access control instead."""
+    """Media behind login, for researchers: dataset images and outputs, never temp files
+    or anything outside MEDIA_ROOT (serve() refuses paths that leave it). Raters are not
+    users; they will get their images through their study's own URLs."""
+    if not media_path_allowed(request.user, path):
+        raise Http404("no such file")
     return serve(request, path, document_root=settings.MEDIA_ROOT)
 
 

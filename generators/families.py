@@ -31,12 +31,15 @@ class Family:
     available: bool
     needs_checkpoint: bool
     params: tuple[Choice, ...] = ()
+    # False for families that run no sampler: steps, guidance and batching do not change
+    # their pixels, so they are left out of the method's identity.
+    samples: bool = True
 
 
 FAMILIES: dict[str, Family] = {
     family.key: family
     for family in (
-        Family("copy_paste", available=True, needs_checkpoint=False),
+        Family("copy_paste", available=True, needs_checkpoint=False, samples=False),
         Family(
             "pbe",
             available=True,

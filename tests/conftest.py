@@ -3,6 +3,7 @@ dataset, and real Celery worker processes pointed at the test database."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ import pytest
 from evalsite.demo_data import build_demo_dataset
 from evalsite.experiment_config import parse_experiment_config
 from evalsite.services.datasets import dataset_import
-from evalsite.services.experiments import experiment_create
+from evalsite.services.experiments import experiment_evaluate
 from generators.tiny import build_all as build_tiny_checkpoints
 
 
@@ -185,7 +186,37 @@ def make_experiment(demo_dataset, weights_dir):
         text = TINY_EXPERIMENT.format(
             name=name, seeds=list(seeds), batch_size=batch_size, checkpoint=checkpoint, steps=steps, resolution=resolution
         )
-        experiment, _ = experiment_create(config=parse_experiment_config(text))
-        return experiment
+        return experiment_evaluate(config=parse_experiment_config(text)).experiment
 
     return make
+
+
+def jobs_of(experiment, key: str | None = None):
+    """The jobs an experiment waits on (jobs belong to methods, not experiments)."""
+    from evalsite.selectors import experiment_jobs
+
+    jobs = experiment_jobs(experiment)
+    if key is not None:
+        jobs = jobs.filter(method=experiment.methods.get(key=key).method)
+    return jobs.order_by("id")
+
+
+def outputs_of(experiment, key: str | None = None):
+    from evalsite.selectors import experiment_outputs
+
+    outputs = experiment_outputs(experiment)
+    if key is not None:
+        outputs = outputs.filter(method=experiment.methods.get(key=key).method)
+    return outputs
+
+
+def require_tool(command: str, what: str) -> str:
+    """The path of `command`; a skip where it is missing, but a failure under CI=true,
+    where CI installs it (.ci/run) and a skip would hide a broken install."""
+    found = shutil.which(command)
+    if found:
+        return found
+    message = f"{what} is not installed (`{command}` not on PATH)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI installs it, so this is a broken install")
+    pytest.skip(message)

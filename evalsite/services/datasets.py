@@ -5,9 +5,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import uuid
+
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.utils.text import get_valid_filename
+from django.db import IntegrityError, transaction
 from PIL import Image
 
 from evalsite.dataset_manifest import MASK_THRESHOLD, read_manifest
@@ -31,21 +32,25 @@ def dataset_import(
     """Import a folder with manifest.csv. Re-importing identical content is a no-op;
     changed content under the same name becomes a new version of that dataset."""
     name = name.strip()
-    if not name:
-        raise ValueError("dataset name must not be empty")
+    problem = dataset_name_problem(name)
+    if problem:
+        raise ValueError(f"dataset name {name!r}: {problem}")
     manifest = read_manifest(path)  # raises ManifestError before anything is written
     existing = Dataset.objects.filter(name=name, content_hash=manifest.content_hash).first()
     if existing is not None:
         return ImportResult(dataset=existing, created=False, warnings=manifest.warnings)
 
-    folder = f"datasets/{get_valid_filename(name)}/{manifest.content_hash[:12]}"
+    # Names from the content hash and row numbers only, never from user text; the random
+    # part makes each attempt's files its own, so that of two concurrent imports of the
+    # same data the one that loses the race deletes only what it wrote itself.
+    folder = f"datasets/{manifest.content_hash[:12]}-{uuid.uuid4().hex[:8]}"
     written: list[str] = []
     try:
         # Files first, outside any transaction: on SQLite a transaction holds the one
         # write lock, and image encoding must not keep workers waiting on it.
         samples = []
         for index, row in enumerate(manifest.rows):
-            stem = f"{folder}/{index:05d}-{get_valid_filename(row.sample_id)}"
+            stem = f"{folder}/{index:05d}"
             samples.append(
                 Sample(
                     sample_id=row.sample_id,
@@ -66,11 +71,31 @@ def dataset_import(
             for sample in samples:
                 sample.dataset = dataset
             Sample.objects.bulk_create(samples)
+    except IntegrityError:
+        # Another import of the same content won meanwhile: theirs stands, ours goes.
+        _delete(written)
+        existing = Dataset.objects.filter(name=name, content_hash=manifest.content_hash).first()
+        if existing is None:
+            raise
+        return ImportResult(dataset=existing, created=False, warnings=manifest.warnings)
     except BaseException:
-        for name_written in written:
-            default_storage.delete(name_written)
+        _delete(written)
         raise
     return ImportResult(dataset=dataset, created=True, warnings=manifest.warnings)
+
+
+def _delete(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
+
+
+def dataset_name_problem(name: str) -> str:
+    """Why `name` cannot name a dataset, or "" (it goes into experiment files and URLs)."""
+    if not name:
+        return "must not be empty"
+    if name in (".", "..") or "@" in name or "/" in name or any(ord(c) < 32 for c in name):
+        return "expected letters, digits and punctuation other than '@' and '/' (not '.' or '..')"
+    return ""
 
 
 def _store_row_images(stem: str, files: dict[str, Path], written: list[str]) -> dict[str, str]:

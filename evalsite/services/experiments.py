@@ -1,104 +1,335 @@
-"""Creating experiments and queuing their generation jobs."""
+"""Evaluating an experiment file: create or update the experiment, plan the images it is
+missing, queue them; and cancelling an experiment's queued work.
+
+An experiment is a view (dataset x methods x seeds). Outputs and jobs belong to method
+identities, so whatever another experiment already made or queued for the same method is
+used, not made again.
+"""
 from __future__ import annotations
 
-from pathlib import Path
+from collections import defaultdict
+from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
-from evalsite.experiment_config import ExperimentConfig
-from evalsite.models import Experiment, GenerationJob, JobStatus, Method
+from evalsite.dispatch import send_generation_job
+from evalsite.experiment_config import ExperimentConfig, MethodConfig
+from evalsite.models import (
+    ACTIVE_JOB_STATUSES,
+    Dataset,
+    Experiment,
+    ExperimentMethod,
+    GenerationJob,
+    JobStatus,
+    Method,
+    Output,
+)
 from evalsite.selectors import dataset_get_by_reference
+from evalsite.services.methods import (
+    checkpoint_identity,
+    method_get_or_create,
+    pixel_settings,
+    resolve_checkpoint,
+)
+from generators.registry import validate_spec
+from generators.types import GeneratorError, MethodSpec
 
 
 class ExperimentError(Exception):
     pass
 
 
-def resolve_checkpoint(checkpoint: str) -> str:
-    """Relative checkpoint paths are resolved against EVALSITE_WEIGHTS_DIR."""
-    if not checkpoint:
-        return ""
-    path = Path(checkpoint).expanduser()
-    if not path.is_absolute():
-        path = Path(settings.EVALSITE_WEIGHTS_DIR) / path
-    return str(path)
+@dataclass
+class ColumnChange:
+    key: str
+    change: str  # "added", "changed" or "removed"
+    images: int = 0  # images this change costs (removed: images that leave the tables)
+    identity: str = ""
+    previous_identity: str = ""
 
 
-def experiment_create(*, config: ExperimentConfig, user=None) -> tuple[Experiment, bool]:
-    """Create the experiment, or return the existing one of that name when its
-    configuration is the same (so that re-running an experiment file fills gaps)."""
+@dataclass
+class EvaluateReport:
+    experiment: Experiment
+    created: bool
+    changes: list[ColumnChange] = field(default_factory=list)
+    seeds_added: list[int] = field(default_factory=list)
+    seeds_removed: list[int] = field(default_factory=list)
+    images_expected: int = 0
+    images_existing: int = 0
+    images_missing: int = 0
+    jobs_created: int = 0
+    jobs_sent: list[int] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.created or self.changes or self.seeds_added or self.seeds_removed)
+
+
+@dataclass
+class CancelReport:
+    experiment: Experiment
+    cancelled: int  # queued jobs that will not run
+    stopping: int  # running jobs that stop after their current batch
+    kept_for_others: int  # queued jobs another experiment still needs
+
+
+def experiment_evaluate(*, config: ExperimentConfig, user=None) -> EvaluateReport:
+    """Create the experiment of `config`, or bring the existing one of that name up to
+    the file; then queue every image it is missing that no job is making already."""
     dataset = dataset_get_by_reference(config.dataset)
     if dataset is None:
         raise ExperimentError(
             f"dataset {config.dataset!r} is not imported; import it first with: "
             f"python manage.py import_dataset PATH --name {config.dataset.partition('@')[0]}"
         )
-    config_hash = config.content_hash(dataset.content_hash)
+    # Hashing checkpoints reads files: before the transaction, which on SQLite holds the lock.
+    methods = _methods_of(config)
     try:
         with transaction.atomic():
-            experiment = Experiment.objects.create(
-                name=config.name,
-                dataset=dataset,
-                config=config.as_json(),
-                config_hash=config_hash,
-                seeds=list(config.seeds),
-                num_inference_steps=config.num_inference_steps,
-                guidance_scale=config.guidance_scale,
-                resolution=config.resolution,
-                batch_size=config.batch_size,
-                metrics=list(config.metrics),
-                created_by=user,
-            )
-            for position, method in enumerate(config.methods):
-                Method.objects.create(
-                    experiment=experiment,
-                    key=method.key,
-                    family=method.family,
-                    params=method.params,
-                    checkpoint=method.checkpoint,
-                    position=position,
+            report = _apply(config, dataset, methods, user)
+    except IntegrityError:
+        # The same new name was created by a concurrent evaluate: apply to that one.
+        with transaction.atomic():
+            report = _apply(config, dataset, methods, user)
+    return report
+
+
+def _methods_of(config: ExperimentConfig) -> list[tuple[MethodConfig, Method]]:
+    problems, resolved = [], []
+    for column in config.methods:
+        checkpoint_hash = ""
+        if column.checkpoint:
+            path = resolve_checkpoint(column.checkpoint)
+            try:
+                validate_spec(MethodSpec(column.family, column.params, path))
+                checkpoint_hash = checkpoint_identity(path)
+            except (GeneratorError, OSError) as exc:
+                problems.append(
+                    f"method {column.key!r}: {exc}\n    (a method's identity is a hash of its checkpoint's "
+                    f"files, so `evaluate` must be able to read them on this machine)"
                 )
-            _create_jobs(experiment)
-    except IntegrityError:  # the name exists (possibly created a moment ago by another run)
-        existing = Experiment.objects.get(name=config.name)
-        if existing.config_hash != config_hash:
-            raise ExperimentError(
-                f"experiment {config.name!r} already exists with a different configuration "
-                f"(dataset version, methods, seeds or sampling settings changed); give the new one another name"
-            ) from None
-        return existing, False
-    return experiment, True
-
-
-def _create_jobs(experiment: Experiment) -> None:
-    """Seeds innermost: jobs are sent in creation order, so a worker meets the same samples
-    in consecutive jobs and reuses their decoded images (services/generation.py)."""
-    samples = list(experiment.dataset.samples.order_by("sample_id"))
-    size = experiment.batch_size
-    for method in experiment.methods.all():
-        for start in range(0, len(samples), size):
-            batch = samples[start : start + size]
-            for seed in experiment.seeds:
-                job = GenerationJob.objects.create(
-                    experiment=experiment, method=method, seed=seed, progress_total=len(batch)
-                )
-                job.samples.set(batch)
-
-
-def experiment_enqueue(*, experiment: Experiment) -> list[int]:
-    """Send every job that is not finished or held by a live worker. Failed jobs are
-    given another try; finished outputs are never regenerated (the worker skips them)."""
-    from evalsite.tasks import generate_job
-
-    with transaction.atomic():
-        jobs = list(
-            GenerationJob.objects.select_for_update()
-            .filter(experiment=experiment, status__in=[JobStatus.QUEUED, JobStatus.FAILED])
-            .values_list("pk", flat=True)
+                continue
+        resolved.append((column, checkpoint_hash))
+    if problems:
+        raise ExperimentError(f"{config.name}: {len(problems)} method(s) cannot be used:\n  - " + "\n  - ".join(problems))
+    return [
+        (
+            column,
+            method_get_or_create(
+                family=column.family,
+                params=column.params,
+                checkpoint=column.checkpoint,
+                checkpoint_hash=checkpoint_hash,
+                pixel_settings=pixel_settings(
+                    column.family,
+                    num_inference_steps=config.num_inference_steps,
+                    guidance_scale=config.guidance_scale,
+                    resolution=config.resolution,
+                    batch_invariant=config.batch_invariant,
+                ),
+            ),
         )
-        GenerationJob.objects.filter(pk__in=jobs).update(status=JobStatus.QUEUED, queued_at=Now(), error="")
-        for job_id in jobs:
-            generate_job.delay_on_commit(job_id)
-    return jobs
+        for column, checkpoint_hash in resolved
+    ]
+
+
+def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> EvaluateReport:
+    experiment = Experiment.objects.select_for_update().filter(name=config.name).first()
+    fields = dict(
+        config=config.as_json(),
+        config_hash=config.content_hash(dataset.content_hash),
+        seeds=list(config.seeds),
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        resolution=config.resolution,
+        batch_size=config.batch_size,
+        metrics=list(config.metrics),
+        cancelled_at=None,
+    )
+    created = experiment is None
+    if created:
+        experiment = Experiment.objects.create(name=config.name, dataset=dataset, created_by=user, **fields)
+        previous_columns, previous_seeds = {}, []
+    else:
+        if experiment.dataset_id != dataset.pk:
+            raise ExperimentError(
+                f"experiment {config.name!r} uses dataset {experiment.dataset}; its file now names "
+                f"{config.dataset!r} ({dataset}). An experiment's dataset cannot change: give the "
+                f"experiment another name, or write dataset = \"{experiment.dataset.name}@{experiment.dataset.version}\""
+            )
+        previous_columns = {c.key: c for c in experiment.methods.select_related("method")}
+        previous_seeds = list(experiment.seeds)
+        for name, value in fields.items():
+            setattr(experiment, name, value)
+        experiment.save()
+
+    report = EvaluateReport(experiment=experiment, created=created)
+    sample_ids = list(dataset.samples.order_by("sample_id").values_list("pk", flat=True))
+    report.seeds_added = [s for s in config.seeds if s not in previous_seeds] if not created else []
+    report.seeds_removed = [s for s in previous_seeds if s not in config.seeds]
+    _update_columns(experiment, methods, previous_columns, report, len(sample_ids))
+
+    method_ids = [method.pk for _, method in methods]
+    missing = _missing_images(method_ids, list(config.seeds), dataset, sample_ids)
+    report.images_expected = len(method_ids) * len(config.seeds) * len(sample_ids)
+    report.images_missing = sum(len(v) for v in missing.values())
+    report.images_existing = report.images_expected - report.images_missing
+    _cost_of_changes(report, methods, missing, previous_seeds)
+
+    created_jobs = _create_jobs(method_ids, list(config.seeds), dataset, missing, config.batch_size)
+    report.jobs_created = len(created_jobs)
+    report.jobs_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs)
+    return report
+
+
+def _update_columns(experiment, methods, previous_columns, report, sample_count) -> None:
+    keep = set()
+    new_columns = []
+    for position, (column, method) in enumerate(methods):
+        keep.add(column.key)
+        previous = previous_columns.get(column.key)
+        if previous is None:
+            new_columns.append(ExperimentMethod(experiment=experiment, method=method, key=column.key, position=position))
+            if previous_columns or not report.created:
+                report.changes.append(ColumnChange(column.key, "added", identity=method.identity))
+        else:
+            if previous.method_id != method.pk:
+                report.changes.append(
+                    ColumnChange(column.key, "changed", identity=method.identity,
+                                 previous_identity=previous.method.identity)
+                )
+            if previous.method_id != method.pk or previous.position != position:
+                previous.method, previous.position = method, position
+                previous.save(update_fields=["method", "position"])
+    removed = [c for key, c in previous_columns.items() if key not in keep]
+    for column in removed:
+        report.changes.append(
+            ColumnChange(column.key, "removed", images=len(experiment.seeds) * sample_count,
+                         identity=column.method.identity)
+        )
+    if removed:
+        ExperimentMethod.objects.filter(pk__in=[c.pk for c in removed]).delete()
+    ExperimentMethod.objects.bulk_create(new_columns)
+
+
+def _missing_images(method_ids, seeds, dataset, sample_ids) -> dict[tuple[int, int], list[int]]:
+    """(method, seed) -> the samples without an output, in sample order. One query."""
+    existing = set(
+        Output.objects.filter(method_id__in=method_ids, seed__in=seeds, sample__dataset=dataset).values_list(
+            "method_id", "seed", "sample_id"
+        )
+    )
+    return {
+        (method_id, seed): [s for s in sample_ids if (method_id, seed, s) not in existing]
+        for method_id in method_ids
+        for seed in seeds
+    }
+
+
+def _cost_of_changes(report: EvaluateReport, methods, missing, previous_seeds) -> None:
+    by_identity = {method.identity: method.pk for _, method in methods}
+    for change in report.changes:
+        if change.change in ("added", "changed"):
+            method_id = by_identity[change.identity]
+            change.images = sum(len(v) for (m, _), v in missing.items() if m == method_id)
+
+
+def _create_jobs(method_ids, seeds, dataset, missing, batch_size) -> list[int]:
+    """Jobs for the missing images that no unfinished job covers. Seeds innermost: jobs are
+    sent in creation order, so a worker meets the same samples in consecutive jobs and
+    reuses their decoded images (services/generation.py). A few bulk queries in all."""
+    through = GenerationJob.samples.through
+    covered = set(
+        through.objects.filter(
+            generationjob__method_id__in=method_ids,
+            generationjob__dataset=dataset,
+            generationjob__seed__in=seeds,
+        )
+        .exclude(generationjob__status=JobStatus.SUCCEEDED)
+        .values_list("generationjob__method_id", "generationjob__seed", "sample_id")
+    )
+    jobs, batches = [], []
+    for method_id in method_ids:
+        todo = {seed: [s for s in missing[(method_id, seed)] if (method_id, seed, s) not in covered] for seed in seeds}
+        longest = max((len(v) for v in todo.values()), default=0)
+        for start in range(0, longest, batch_size):
+            for seed in seeds:
+                batch = todo[seed][start : start + batch_size]
+                if batch:
+                    jobs.append(GenerationJob(method_id=method_id, dataset=dataset, seed=seed, progress_total=len(batch)))
+                    batches.append(batch)
+    if not jobs:
+        return []
+    jobs = GenerationJob.objects.bulk_create(jobs)
+    through.objects.bulk_create(
+        [through(generationjob_id=job.pk, sample_id=sample) for job, batch in zip(jobs, batches) for sample in batch]
+    )
+    return [job.pk for job in jobs]
+
+
+def experiment_jobs_query(method_ids, seeds, dataset):
+    return GenerationJob.objects.filter(method_id__in=method_ids, dataset=dataset, seed__in=seeds)
+
+
+def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> list[int]:
+    """Send the new jobs, and give failed and cancelled ones another try. Jobs queued
+    earlier keep their message; should it be lost, the workers' sweep sends it again."""
+    jobs = experiment_jobs_query(method_ids, seeds, dataset)
+    retry = list(
+        jobs.select_for_update()
+        .filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+        .values_list("pk", flat=True)
+    )
+    GenerationJob.objects.filter(pk__in=retry).update(status=JobStatus.QUEUED, claim="", queued_at=Now(), error="")
+    to_send = sorted(set(retry) | set(created))
+    for job_id in to_send:
+        send_generation_job(job_id)
+    return to_send
+
+
+def experiment_cancel(*, name: str) -> CancelReport:
+    """Stop an experiment's queued work; running jobs stop after their current batch.
+    Jobs another (not cancelled) experiment needs go on."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().filter(name=name).first()
+        if experiment is None:
+            raise ExperimentError(f"no experiment named {name!r}; `python manage.py experiments` lists them")
+        experiment.cancelled_at = timezone.now()
+        experiment.save(update_fields=["cancelled_at", "updated_at"])
+        needed = _needed_by_other_experiments(experiment)
+        method_ids = list(experiment.methods.values_list("method_id", flat=True))
+        active = experiment_jobs_query(method_ids, experiment.seeds, experiment.dataset).filter(
+            status__in=ACTIVE_JOB_STATUSES
+        )
+        to_cancel, kept = defaultdict(list), 0
+        for job_id, method_id, seed, status in active.values_list("pk", "method_id", "seed", "status"):
+            if (method_id, seed) in needed:
+                kept += 1
+            else:
+                to_cancel[status].append(job_id)
+        # A running job keeps its claim: its worker writes the batch in hand, then stops.
+        GenerationJob.objects.filter(pk__in=to_cancel[JobStatus.QUEUED], status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, error="cancelled with evaluate --cancel", finished_at=Now()
+        )
+        GenerationJob.objects.filter(pk__in=to_cancel[JobStatus.RUNNING], status=JobStatus.RUNNING).update(
+            status=JobStatus.CANCELLED, error="cancelled with evaluate --cancel while running"
+        )
+    return CancelReport(
+        experiment=experiment,
+        cancelled=len(to_cancel[JobStatus.QUEUED]),
+        stopping=len(to_cancel[JobStatus.RUNNING]),
+        kept_for_others=kept,
+    )
+
+
+def _needed_by_other_experiments(experiment: Experiment) -> set[tuple[int, int]]:
+    others = (
+        Experiment.objects.filter(dataset=experiment.dataset, cancelled_at__isnull=True)
+        .exclude(pk=experiment.pk)
+        .prefetch_related("methods")
+    )
+    return {(column.method_id, seed) for other in others for column in other.methods.all() for seed in other.seeds}
+

@@ -9,19 +9,36 @@ from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.utils.text import get_valid_filename
 
-from evalsite.models import GenerationJob, Output, Sample
-from evalsite.services.experiments import resolve_checkpoint
+from evalsite.models import GenerationJob, JobStatus, Output, Sample
 from evalsite.services.generator_cache import generator_forget, generator_get, worker_device
-from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_heartbeat, job_progress, job_release, new_claim_token
+from evalsite.services.jobs import (
+    Heartbeat,
+    job_claim,
+    job_finish,
+    job_may_write,
+    job_progress,
+    job_release,
+    job_stop_cancelled,
+    new_claim_token,
+)
+from evalsite.services.methods import (
+    method_check_checkpoint,
+    method_generation_settings,
+    method_pixel_settings,
+    method_spec,
+)
 from evalsite.services.storage import open_image, remove_partials, save_png
-from generators.types import GenerationSettings, GeneratorError, InpaintRequest, MethodSpec
+from generators.types import GeneratorError, InpaintRequest, MethodSpec
 
 log = logging.getLogger(__name__)
 
 
 class ClaimLost(Exception):
+    pass
+
+
+class JobCancelled(Exception):
     pass
 
 
@@ -35,11 +52,9 @@ class JobReport:
 
 
 def output_name(job: GenerationJob, sample: Sample) -> str:
-    """Deterministic, so a re-run after a crash overwrites rather than duplicates."""
-    return (
-        f"outputs/experiment-{job.experiment_id}/{get_valid_filename(job.method.key)}/seed-{job.seed}/"
-        f"{sample.pk}-{get_valid_filename(sample.sample_id)}.png"
-    )
+    """From ids only (never from user keys, which sanitise to clashing names), and
+    deterministic, so a re-run after a crash overwrites rather than duplicates."""
+    return f"outputs/method-{job.method_id}/seed-{job.seed}/sample-{sample.pk}.png"
 
 
 def job_run(*, job_id: int) -> JobReport:
@@ -48,13 +63,21 @@ def job_run(*, job_id: int) -> JobReport:
     if job is None:
         return JobReport(job_id=job_id, status="skipped")
     report = JobReport(job_id=job_id, status="running")
-    spec = _method_spec(job)
+    spec = None
     try:
+        # The heartbeat starts first: whatever raises after the claim is inside the try,
+        # so the job is released or failed, never left running without a beat.
         with Heartbeat(job_id=job_id, token=token) as heartbeat:
+            spec = method_spec(job.method)
             _generate_missing(job, spec, token, heartbeat, report)
     except ClaimLost:
         log.warning("job %s: claim lost to another worker; stopped", job_id)
         report.status = "claim-lost"
+        return report
+    except JobCancelled:
+        log.info("job %s: cancelled; stopped after the batch in hand", job_id)
+        job_stop_cancelled(job_id=job_id, token=token, done=report.generated + report.skipped_existing)
+        report.status = "cancelled"
         return report
     except (OperationalError, InterfaceError):
         # Transient: hand the job back and let the task retry it.
@@ -67,27 +90,28 @@ def job_run(*, job_id: int) -> JobReport:
         report.problems.append(str(exc))
     except Exception as exc:
         if _is_out_of_memory(exc):
-            generator_forget(spec)  # its memory is fragmented; the next job reloads it
+            if spec is not None:
+                generator_forget(spec)  # its memory is fragmented; the next job reloads it
             report.problems.append(_out_of_memory_message(job))
         else:
             log.exception("job %s: unexpected error", job_id)
             report.problems.append(
-                f"unexpected error generating with method {job.method.key!r} "
+                f"unexpected error generating with method {job.method.family} {job.method.short_identity} "
                 f"({type(exc).__name__}: {exc}); the worker log has the traceback"
             )
     error = "\n".join(report.problems)
-    job_finish(job_id=job_id, token=token, error=error)
+    if not job_finish(job_id=job_id, token=token, error=error):
+        if job_stop_cancelled(job_id=job_id, token=token, done=report.generated + report.skipped_existing):
+            report.status = "cancelled"
+        else:
+            report.status = "claim-lost"
+        return report
     report.status = "failed" if error else "succeeded"
     return report
 
 
-def _method_spec(job: GenerationJob) -> MethodSpec:
-    method = job.method
-    return MethodSpec(family=method.family, params=method.params, checkpoint=resolve_checkpoint(method.checkpoint) or None)
-
-
 def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbeat: Heartbeat, report: JobReport) -> None:
-    experiment, method = job.experiment, job.method
+    method = job.method
     samples = list(job.samples.order_by("sample_id"))
     done_ids = set(
         Output.objects.filter(method=method, seed=job.seed, sample__in=samples).values_list("sample_id", flat=True)
@@ -95,22 +119,29 @@ def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbea
     missing = [s for s in samples if s.pk not in done_ids]
     report.skipped_existing = len(samples) - len(missing)
     done = len(done_ids)
-    job_progress(job_id=job.pk, token=token, done=done)
+    if not job_progress(job_id=job.pk, token=token, done=done):
+        raise _lost_or_cancelled(job.pk, token)
     if not missing:
         return
+    method_check_checkpoint(method)
     # Leftovers of killed writers; a live writer's temp file is younger than this.
     remove_partials(output_name(job, missing[0]).rsplit("/", 1)[0], older_than=settings.EVALSITE_STALE_SECONDS)
-    settings_ = GenerationSettings(
-        num_inference_steps=experiment.num_inference_steps,
-        guidance_scale=experiment.guidance_scale,
-        resolution=experiment.resolution,
-    )
-    generator = generator_get(spec, batch_invariant=experiment.config.get("batch_invariant", True))
-    provenance = {**generator.describe(), "settings": settings_.__dict__, "worker": token}
-    for start in range(0, len(missing), experiment.batch_size):
+    settings_ = method_generation_settings(method)
+    generator = generator_get(spec, batch_invariant=method.batch_invariant, identity=method.identity)
+    provenance = {
+        **generator.describe(),
+        "method_identity": method.identity,
+        "checkpoint_hash": method.checkpoint_hash,
+        "settings": method_pixel_settings(method),
+        "worker": token,
+    }
+    # A job holds at most one experiment's batch_size of samples: one chunk, unless it
+    # was made by an older version with larger jobs.
+    chunk_size = max(job.progress_total, 1)
+    for start in range(0, len(missing), chunk_size):
         if heartbeat.lost:
-            raise ClaimLost()
-        chunk = missing[start : start + experiment.batch_size]
+            raise _lost_or_cancelled(job.pk, token)
+        chunk = missing[start : start + chunk_size]
         loaded = []
         for sample in chunk:
             try:
@@ -123,7 +154,7 @@ def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbea
         results = _generate_chunk(generator, loaded, settings_, report)
         # The claim may have passed to another worker while we computed: never overwrite
         # what that worker finished, and write nothing once the job is no longer ours.
-        if not job_heartbeat(job_id=job.pk, token=token):
+        if not job_may_write(job_id=job.pk, token=token):
             raise ClaimLost()
         finished = set(
             Output.objects.filter(method=method, seed=job.seed, sample__in=[s for s, _, _ in results]).values_list(
@@ -151,7 +182,12 @@ def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbea
         report.generated += len(rows)
         done += len(rows)
         if not job_progress(job_id=job.pk, token=token, done=done):
-            raise ClaimLost()
+            raise _lost_or_cancelled(job.pk, token)
+
+
+def _lost_or_cancelled(job_id: int, token: str) -> Exception:
+    cancelled = GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.CANCELLED).exists()
+    return JobCancelled() if cancelled else ClaimLost()
 
 
 def _generate_chunk(generator, loaded, settings_, report):
@@ -216,9 +252,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _out_of_memory_message(job: GenerationJob) -> str:
-    experiment = job.experiment
+    method = job.method
     return (
-        f"out of memory on {worker_device()} generating {experiment.batch_size} image(s) at "
-        f"{experiment.resolution} px with method {job.method.key!r}; lower batch_size "
-        f"(now {experiment.batch_size}) in the experiment file, or run fewer models per worker"
+        f"out of memory on {worker_device()} generating {job.progress_total} image(s) at "
+        f"{method.resolution} px with method {method.family} {method.short_identity}; lower batch_size "
+        f"(now {job.progress_total}) in the experiment file, or run fewer models per worker"
     )

@@ -32,13 +32,15 @@ def worker_device() -> str:
     return _device
 
 
-def _key(spec: MethodSpec, batch_invariant: bool) -> str:
-    return json.dumps([spec.family, spec.params, spec.checkpoint, worker_device(), batch_invariant], sort_keys=True)
+def _key(spec: MethodSpec, batch_invariant: bool, identity: str = "") -> str:
+    # The identity holds the checkpoint's content: weights rewritten at the same path are
+    # loaded afresh, never served from the copy in memory.
+    return json.dumps([spec.family, spec.params, spec.checkpoint, worker_device(), batch_invariant, identity], sort_keys=True)
 
 
-def generator_get(spec: MethodSpec, *, batch_invariant: bool = True):
+def generator_get(spec: MethodSpec, *, batch_invariant: bool = True, identity: str = ""):
     device = worker_device()
-    key = _key(spec, batch_invariant)
+    key = _key(spec, batch_invariant, identity)
     with _lock:
         if key in _loaded:
             _loaded.move_to_end(key)
@@ -59,8 +61,9 @@ def _release_device_memory(device: str) -> None:
 
 
 def generator_forget(spec: MethodSpec) -> None:
-    """Drop a generator (after it ran out of memory), whatever its batch mode."""
+    """Drop a generator (after it ran out of memory), whatever its batch mode or identity."""
+    prefix = json.dumps([spec.family, spec.params, spec.checkpoint, worker_device()], sort_keys=True)[:-1]
     with _lock:
-        for batch_invariant in (True, False):
-            _loaded.pop(_key(spec, batch_invariant), None)
+        for key in [k for k in _loaded if k.startswith(prefix)]:
+            del _loaded[key]
         _release_device_memory(worker_device())

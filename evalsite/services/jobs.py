@@ -19,7 +19,9 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
+from evalsite.dispatch import send_generation_job
 from evalsite.models import GenerationJob, JobStatus
+from evalsite.queues import GPU_QUEUE
 from evalsite.services.broker import broker_queue_size
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,14 @@ def _gave_up_message(job: GenerationJob) -> str:
 
 
 def job_claim(*, job_id: int, token: str) -> GenerationJob | None:
-    """Take the job for this worker, or None when it is finished, failed, or held by a
-    worker whose heartbeat is still fresh (a duplicate or redelivered message)."""
+    """Take the job for this worker, or None when it is finished, failed, cancelled, or
+    held by a worker whose heartbeat is still fresh (a duplicate or redelivered message)."""
     with transaction.atomic():
         job = GenerationJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
             log.warning("job %s no longer exists; message dropped", job_id)
             return None
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             return None
         if job.status == JobStatus.RUNNING:
             if GenerationJob.objects.filter(pk=job_id, heartbeat_at__gte=_stale_cutoff()).exists():
@@ -66,8 +68,9 @@ def job_claim(*, job_id: int, token: str) -> GenerationJob | None:
             finished_at=None,
             error="",
         )
-        job.refresh_from_db()
-        return job
+        # The method comes with the job: nothing between the claim and the heartbeat
+        # needs the database again.
+        return GenerationJob.objects.select_related("method").get(pk=job_id)
 
 
 def job_heartbeat(*, job_id: int, token: str) -> bool:
@@ -77,7 +80,18 @@ def job_heartbeat(*, job_id: int, token: str) -> bool:
     )
 
 
+def job_may_write(*, job_id: int, token: str) -> bool:
+    """Before writing outputs: the job is still ours. A job cancelled while running is
+    still ours for the batch in hand (cancelling lets running jobs finish it)."""
+    return bool(
+        GenerationJob.objects.filter(
+            pk=job_id, claim=token, status__in=[JobStatus.RUNNING, JobStatus.CANCELLED]
+        ).update(heartbeat_at=Now())
+    )
+
+
 def job_progress(*, job_id: int, token: str, done: int) -> bool:
+    """False when the job is no longer ours to go on with (claim lost, or cancelled)."""
     return bool(
         GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
             progress_done=done, heartbeat_at=Now()
@@ -85,23 +99,51 @@ def job_progress(*, job_id: int, token: str, done: int) -> bool:
     )
 
 
-def job_finish(*, job_id: int, token: str, error: str = "") -> None:
-    GenerationJob.objects.filter(pk=job_id, claim=token).update(
-        status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
-        error=error,
-        finished_at=Now(),
-        heartbeat_at=Now(),
+def job_finish(*, job_id: int, token: str, error: str = "") -> bool:
+    return bool(
+        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
+            status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
+            claim="",
+            error=error,
+            finished_at=Now(),
+            heartbeat_at=Now(),
+        )
     )
 
 
-def job_release(*, job_id: int, token: str) -> None:
+def job_stop_cancelled(*, job_id: int, token: str, done: int) -> bool:
+    """A worker whose job was cancelled under it lets go of it."""
+    return bool(
+        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.CANCELLED).update(
+            claim="", progress_done=done, finished_at=Now()
+        )
+    )
+
+
+def job_release(*, job_id: int, token: str) -> bool:
     """Hand the job back to the queue (a transient error; the task will be retried, and
     the sweep re-sends it should the retry message be lost)."""
-    GenerationJob.objects.filter(pk=job_id, claim=token).update(status=JobStatus.QUEUED, claim="", queued_at=Now())
+    return bool(
+        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
+            status=JobStatus.QUEUED, claim="", queued_at=Now()
+        )
+    )
+
+
+def job_fail_queued(*, job_id: int, message: str) -> bool:
+    """Fail a job that waits in the queue (its transient-error retries ran out); a job
+    some worker has claimed again meanwhile is left to that worker."""
+    return bool(
+        GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, claim="").update(
+            status=JobStatus.FAILED, error=message, finished_at=Now()
+        )
+    )
 
 
 def _fail(job: GenerationJob, message: str) -> None:
-    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error=message, finished_at=Now())
+    GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
+        status=JobStatus.FAILED, claim="", error=message, finished_at=Now()
+    )
 
 
 def jobs_recover() -> list[int]:
@@ -109,8 +151,6 @@ def jobs_recover() -> list[int]:
     EVALSITE_MAX_ATTEMPTS), and re-send queued jobs whose message was lost: queued for
     longer than EVALSITE_STALE_SECONDS while the broker's gpu queue is empty. Duplicate
     messages are harmless: a job is claimed once."""
-    from evalsite.tasks import GPU_QUEUE, generate_job
-
     acted: list[int] = []
     with transaction.atomic():
         silent = GenerationJob.objects.select_for_update(skip_locked=True).filter(
@@ -123,13 +163,13 @@ def jobs_recover() -> list[int]:
                 _fail(job, _gave_up_message(job))
                 continue
             log.warning("job %s: worker %s silent since %s; re-queuing", job.pk, job.claim, job.heartbeat_at)
-            GenerationJob.objects.filter(pk=job.pk).update(
+            GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
                 status=JobStatus.QUEUED,
                 claim="",
                 queued_at=Now(),
                 error=f"re-queued: worker {job.claim} went silent (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)",
             )
-            generate_job.delay_on_commit(job.pk)
+            send_generation_job(job.pk)
 
     waiting = GenerationJob.objects.filter(status=JobStatus.QUEUED, queued_at__lt=_stale_cutoff())
     if waiting.exists() and broker_queue_size(GPU_QUEUE) == 0:
@@ -137,7 +177,7 @@ def jobs_recover() -> list[int]:
             for job in waiting.select_for_update(skip_locked=True):
                 log.warning("job %s: queued but its message is gone; sending it again", job.pk)
                 GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(queued_at=Now())
-                generate_job.delay_on_commit(job.pk)
+                send_generation_job(job.pk)
                 acted.append(job.pk)
     return acted
 
@@ -174,3 +214,10 @@ class Heartbeat:
                     close_old_connections()
         finally:
             connection.close()
+
+
+def transient_gave_up_message(exc: BaseException, retries: int) -> str:
+    return (
+        f"gave up after {retries} retries of a database error ({type(exc).__name__}: {exc}); check that "
+        f"the workers reach the database (DATABASE_URL), then run `evaluate` again to retry"
+    )

@@ -8,8 +8,8 @@ from PIL import Image
 
 from evalsite import selectors
 from evalsite.models import GenerationJob, JobStatus, Output
-from evalsite.services.experiments import experiment_enqueue
 from evalsite.services.storage import PARTIAL_SUFFIX
+from tests.conftest import jobs_of, outputs_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -24,9 +24,10 @@ def wait_until(predicate, timeout, what, worker=None):
     raise AssertionError(f"timed out waiting for {what}" + (f"\nworker log:\n{worker.log()}" if worker else ""))
 
 
-def assert_outputs_complete(experiment, media_root):
+def assert_outputs_complete(experiment, media_root, of_all=True):
+    """Every image of the experiment once, complete; with of_all, nothing else on disk."""
     expected = selectors.experiment_progress(experiment).expected
-    outputs = list(Output.objects.filter(method__experiment=experiment))
+    outputs = list(outputs_of(experiment))
     assert len(outputs) == expected
     assert len({(o.method_id, o.sample_id, o.seed) for o in outputs}) == expected
     for output in outputs:
@@ -34,17 +35,22 @@ def assert_outputs_complete(experiment, media_root):
             image.verify()  # a truncated or corrupt PNG raises here
     on_disk = sorted(p for p in (media_root / "outputs").rglob("*") if p.is_file())
     assert not [p for p in on_disk if p.name.endswith(PARTIAL_SUFFIX)]
-    assert sorted(media_root / o.image.name for o in outputs) == on_disk
+    if of_all:
+        assert sorted(media_root / o.image.name for o in outputs) == on_disk
 
 
 def test_import_to_outputs_through_a_real_worker(make_experiment, media_root, start_worker):
-    experiment = make_experiment(seeds=(0, 1), batch_size=3)
+    from evalsite.models import Worker
+
+    experiment = make_experiment(seeds=(0, 1), batch_size=3)  # its jobs are sent on commit
     worker = start_worker()
-    experiment_enqueue(experiment=experiment)
+    # It reports itself alive (what `evaluate --wait` checks).
+    wait_until(lambda: Worker.objects.filter(name__startswith="test@", queues="cpu,gpu").exists(), 30,
+               "the worker's report", worker)
     wait_until(lambda: selectors.experiment_progress(experiment).finished, 180, "the experiment", worker)
-    assert set(experiment.jobs.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    assert set(jobs_of(experiment).values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
     assert_outputs_complete(experiment, media_root)
-    assert Output.objects.filter(method__experiment=experiment).count() == 2 * 2 * 6
+    assert outputs_of(experiment).count() == 2 * 2 * 6
 
 
 def test_sigkill_mid_job_then_a_new_worker_finishes_everything_exactly_once(make_experiment, media_root, start_worker):
@@ -52,65 +58,104 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_everything_exactly_once(make
     experiment = make_experiment(name="kill", seeds=(0, 1, 2), batch_size=2, steps=8, resolution=128)
     fast_recovery = dict(EVALSITE_HEARTBEAT_SECONDS=0.5, EVALSITE_STALE_SECONDS=3, EVALSITE_SWEEP_SECONDS=1)
     first = start_worker("first", **fast_recovery)
-    experiment_enqueue(experiment=experiment)
     total = selectors.experiment_progress(experiment).expected
 
     def mid_job():
-        outputs = Output.objects.filter(method__experiment=experiment, method__key="pbe_tiny").count()
-        return outputs >= 2 and GenerationJob.objects.filter(experiment=experiment, status=JobStatus.RUNNING).exists()
+        outputs = outputs_of(experiment, "pbe_tiny").count()
+        return outputs >= 2 and jobs_of(experiment).filter(status=JobStatus.RUNNING).exists()
 
     wait_until(mid_job, 180, "the first outputs", first)
     first.kill()
-    done_at_kill = Output.objects.filter(method__experiment=experiment).count()
+    done_at_kill = outputs_of(experiment).count()
     assert done_at_kill < total, "the experiment finished before the kill; give it more work"
-    assert GenerationJob.objects.filter(experiment=experiment, status=JobStatus.RUNNING).exists()
+    assert jobs_of(experiment).filter(status=JobStatus.RUNNING).exists()
 
     second = start_worker("second", **fast_recovery)
     wait_until(lambda: selectors.experiment_progress(experiment).finished, 240, "recovery", second)
-    assert set(experiment.jobs.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    assert set(jobs_of(experiment).values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
     assert_outputs_complete(experiment, media_root)
-    retried = GenerationJob.objects.filter(experiment=experiment, attempts__gte=2)
+    retried = jobs_of(experiment).filter(attempts__gte=2)
     assert retried.exists()  # the sweep handed the killed job to the new worker
 
 
-def test_evaluate_waits_reports_failures_and_fills_gaps_on_rerun(demo_dataset, weights_dir, media_root, start_worker, tmp_path):
-    from django.core.management import call_command
-    from django.core.management.base import CommandError
-
-    experiment_file = tmp_path / "exp.toml"
-    text = """
-name = "cli"
+EXPERIMENT_FILE = """
+name = "{name}"
 dataset = "demo"
-seeds = [0]
+seeds = {seeds}
 num_inference_steps = 2
 resolution = 64
 batch_size = 6
-[[methods]]
-key = "copy_paste"
-family = "copy_paste"
-[[methods]]
-key = "pbe"
-family = "pbe"
-checkpoint = "{checkpoint}"
+{methods}
 """
-    experiment_file.write_text(text.format(checkpoint="not-there-yet"))
-    start_worker()
-    with pytest.raises(CommandError, match="1 job\\(s\\) failed"):
-        call_command("evaluate", str(experiment_file), wait=True, timeout=120)
-    assert Output.objects.filter(method__key="copy_paste").count() == 6
-    failed = GenerationJob.objects.get(method__key="pbe")
-    assert failed.status == JobStatus.FAILED and "not-there-yet" in failed.error
+METHOD = """
+[[methods]]
+key = "{key}"
+family = "{family}"
+{checkpoint}
+"""
 
-    # Put the checkpoint where the file says and run the same command: only the gap is filled.
+
+def experiment_text(name, seeds, methods):
+    blocks = "".join(
+        METHOD.format(key=key, family=family, checkpoint=f'checkpoint = "{checkpoint}"' if checkpoint else "")
+        for key, family, checkpoint in methods
+    )
+    return EXPERIMENT_FILE.format(name=name, seeds=list(seeds), methods=blocks)
+
+
+def test_experiments_grow_and_share_a_methods_images_through_a_real_worker(
+    demo_dataset, weights_dir, media_root, start_worker, tmp_path, capsys
+):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from generators.tiny import build_tiny_pbe
+
+    a_file, b_file = tmp_path / "a.toml", tmp_path / "b.toml"
+    a_methods = [("copy_paste", "copy_paste", ""), ("pbe", "pbe", "not-there-yet")]
+    a_file.write_text(experiment_text("a", [0], a_methods))
+    # A checkpoint evaluate cannot read is refused before any job exists: the method's
+    # identity is a hash of its files.
+    with pytest.raises(CommandError, match="not-there-yet") as refused:
+        call_command("evaluate", str(a_file))
+    assert "unet" in str(refused.value) and not GenerationJob.objects.exists()
+
     (weights_dir / "not-there-yet").symlink_to(weights_dir / "tiny" / "pbe")
-    copy_paste_files = {o.pk: o.created_at for o in Output.objects.filter(method__key="copy_paste")}
-    call_command("evaluate", str(experiment_file), wait=True, timeout=120)
-    assert Output.objects.filter(method__key="pbe").count() == 6
-    assert {o.pk: o.created_at for o in Output.objects.filter(method__key="copy_paste")} == copy_paste_files
+    worker = start_worker()
+    call_command("evaluate", str(a_file), wait=True, timeout=180)
+    a = selectors_experiment("a")
+    assert outputs_of(a).count() == 12
+    made_for_a = {o.pk: o.created_at for o in Output.objects.all()}
 
-    experiment_file.write_text(text.format(checkpoint="not-there-yet").replace("seeds = [0]", "seeds = [1]"))
-    with pytest.raises(CommandError, match="already exists with a different configuration"):
-        call_command("evaluate", str(experiment_file))
-    experiment_file.write_text(text.format(checkpoint="x").replace('dataset = "demo"', 'dataset = "nope"'))
+    # B: the same pbe method (under another key, at another path) and a new one.
+    build_tiny_pbe(weights_dir / "pbe-retrained", seed=1)
+    (weights_dir / "same-weights").symlink_to(weights_dir / "tiny" / "pbe")
+    b_file.write_text(experiment_text("b", [0], [("baseline", "pbe", "same-weights"), ("new", "pbe", "pbe-retrained")]))
+    capsys.readouterr()
+    call_command("evaluate", str(b_file), wait=True, timeout=180)
+    assert "12 image(s) in all: 6 exist, 6 to generate" in capsys.readouterr().out
+    b = selectors_experiment("b")
+    assert outputs_of(b).count() == 12
+    assert Output.objects.count() == 12 + 6  # only the new method's images were made
+    assert set(outputs_of(b, "baseline").values_list("pk", flat=True)) == set(outputs_of(a, "pbe").values_list("pk", flat=True))
+
+    # A gets a second seed: only that seed's images are made, nothing else is touched.
+    a_file.write_text(experiment_text("a", [0, 1], a_methods))
+    call_command("evaluate", str(a_file), wait=True, timeout=180)
+    assert "+ seeds 1" in capsys.readouterr().out
+    assert Output.objects.count() == 18 + 12
+    a = selectors_experiment("a")
+    assert set(outputs_of(a).filter(seed=1).values_list("method__family", flat=True)) == {"copy_paste", "pbe"}
+    assert {o.pk: o.created_at for o in Output.objects.filter(pk__in=made_for_a)} == made_for_a
+    assert_outputs_complete(a, media_root, of_all=False)
+    assert "ERROR" not in worker.log()
+
+    a_file.write_text(experiment_text("a", [0], a_methods).replace('dataset = "demo"', 'dataset = "nope"'))
     with pytest.raises(CommandError, match="dataset 'nope' is not imported"):
-        call_command("evaluate", str(experiment_file))
+        call_command("evaluate", str(a_file))
+
+
+def selectors_experiment(name):
+    from evalsite.models import Experiment
+
+    return Experiment.objects.get(name=name)

@@ -1,5 +1,6 @@
 """The generation service run in-process on real tiny models (the worker path is in
 tests/e2e): idempotency, failures a person can act on, the claim and the sweep."""
+import shutil
 from datetime import timedelta
 
 import numpy as np
@@ -10,18 +11,19 @@ from PIL import Image
 from evalsite.models import GenerationJob, JobStatus, Output
 from evalsite.services.generation import job_run
 from evalsite.services.jobs import job_claim, jobs_recover
+from tests.conftest import jobs_of, outputs_of
 
 pytestmark = pytest.mark.django_db
 
 
 def run_all(experiment):
-    return [job_run(job_id=job.pk) for job in experiment.jobs.all()]
+    return [job_run(job_id=job.pk) for job in jobs_of(experiment)]
 
 
 def test_every_sample_method_and_seed_gets_one_output(make_experiment, media_root):
     experiment = make_experiment(seeds=(0, 7), batch_size=4)
     # 2 methods x 2 seeds x 2 batches (6 samples, 4 per batch)
-    assert experiment.jobs.count() == 8
+    assert jobs_of(experiment).count() == 8
     reports = run_all(experiment)
     assert {r.status for r in reports} == {"succeeded"}
     assert Output.objects.count() == 2 * 2 * 6
@@ -29,18 +31,22 @@ def test_every_sample_method_and_seed_gets_one_output(make_experiment, media_roo
         with Image.open(media_root / output.image.name) as image:
             assert image.size == (64, 64) and image.mode == "RGB"
         assert output.provenance["family"] == output.method.family
+        assert output.provenance["method_identity"] == output.method.identity
         assert output.provenance["seed"] == output.seed
-        assert output.provenance["settings"]["num_inference_steps"] == 2
+        if output.method.family == "pbe":
+            assert output.provenance["settings"]["num_inference_steps"] == 2
+        else:  # copy_paste runs no sampler: steps are not part of its identity
+            assert output.provenance["settings"] == {"resolution": 64}
         assert output.device == "cpu" and output.seconds > 0
-    assert set(experiment.jobs.values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
-    assert all(j.progress_done == j.progress_total for j in experiment.jobs.all())
+    assert set(jobs_of(experiment).values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    assert all(j.progress_done == j.progress_total for j in jobs_of(experiment))
 
 
 def test_rerunning_fills_only_the_gaps(make_experiment, media_root):
     experiment = make_experiment()
     run_all(experiment)
     first = {o.pk: (media_root / o.image.name).stat().st_mtime_ns for o in Output.objects.all()}
-    victim = Output.objects.filter(method__key="pbe_tiny").first()
+    victim = outputs_of(experiment, "pbe_tiny").first()
     victim_bytes = (media_root / victim.image.name).read_bytes()
     victim.delete()
     GenerationJob.objects.update(status=JobStatus.QUEUED)
@@ -50,7 +56,7 @@ def test_rerunning_fills_only_the_gaps(make_experiment, media_root):
     for output in Output.objects.all():
         if output.pk in first:
             assert (media_root / output.image.name).stat().st_mtime_ns == first[output.pk]
-    regenerated = Output.objects.get(method__key="pbe_tiny", sample=victim.sample, seed=victim.seed)
+    regenerated = outputs_of(experiment, "pbe_tiny").get(sample=victim.sample, seed=victim.seed)
     assert (media_root / regenerated.image.name).read_bytes() == victim_bytes  # seeded: same image
 
 
@@ -60,24 +66,29 @@ def test_finished_jobs_are_not_run_again(make_experiment):
     assert {r.status for r in run_all(experiment)} == {"skipped"}
 
 
-def test_missing_checkpoint_fails_its_job_with_the_path_and_the_others_go_on(make_experiment, weights_dir):
-    experiment = make_experiment(checkpoint="no/such/checkpoint", batch_size=6)
-    reports = {job.method.key: job_run(job_id=job.pk) for job in experiment.jobs.all()}
+def test_a_checkpoint_missing_on_the_worker_fails_its_job_with_the_path_and_the_others_go_on(
+    make_experiment, weights_dir
+):
+    # evaluate saw the checkpoint (it hashes it); the worker's machine does not have it.
+    shutil.copytree(weights_dir / "tiny" / "pbe", weights_dir / "elsewhere")
+    experiment = make_experiment(checkpoint="elsewhere", batch_size=6)
+    shutil.rmtree(weights_dir / "elsewhere")
+    reports = {job.method.family: job_run(job_id=job.pk) for job in jobs_of(experiment)}
     assert reports["copy_paste"].status == "succeeded"
-    failed = experiment.jobs.get(method__key="pbe_tiny")
-    assert failed.status == JobStatus.FAILED
-    assert str(weights_dir / "no/such/checkpoint") in failed.error
+    failed = jobs_of(experiment, "pbe_tiny").get()
+    assert failed.status == JobStatus.FAILED and failed.claim == ""
+    assert str(weights_dir / "elsewhere") in failed.error
     assert "unet" in failed.error  # names the layout expected
-    assert Output.objects.filter(method__key="copy_paste").count() == 6
+    assert outputs_of(experiment, "copy_paste").count() == 6
 
 
 def test_corrupt_image_fails_its_job_naming_the_sample_and_the_rest_are_generated(make_experiment, media_root):
     experiment = make_experiment(batch_size=6)
     cup = experiment.dataset.samples.get(sample_id="coffee-cup")
     (media_root / cup.scene.name).write_bytes(b"not a png any more")
-    for job in experiment.jobs.all():
+    for job in jobs_of(experiment):
         job_run(job_id=job.pk)
-    for job in experiment.jobs.all():
+    for job in jobs_of(experiment):
         assert job.status == JobStatus.FAILED
         assert "sample 'coffee-cup': cannot read its images" in job.error
     assert Output.objects.count() == 2 * 5
@@ -86,7 +97,7 @@ def test_corrupt_image_fails_its_job_naming_the_sample_and_the_rest_are_generate
 
 def test_a_job_held_by_a_live_worker_is_not_claimed_twice(make_experiment):
     experiment = make_experiment()
-    job = experiment.jobs.first()
+    job = jobs_of(experiment).first()
     assert job_claim(job_id=job.pk, token="a") is not None
     assert job_claim(job_id=job.pk, token="b") is None
     assert job_run(job_id=job.pk).status == "skipped"
@@ -94,7 +105,7 @@ def test_a_job_held_by_a_live_worker_is_not_claimed_twice(make_experiment):
 
 def test_the_sweep_requeues_jobs_whose_worker_went_silent(make_experiment, settings, django_capture_on_commit_callbacks):
     experiment = make_experiment()
-    silent, live = list(experiment.jobs.all()[:2])
+    silent, live = list(jobs_of(experiment)[:2])
     job_claim(job_id=silent.pk, token="dead-worker")
     job_claim(job_id=live.pk, token="live-worker")
     GenerationJob.objects.filter(pk=silent.pk).update(
@@ -114,15 +125,23 @@ def test_the_sweep_requeues_jobs_whose_worker_went_silent(make_experiment, setti
 
 
 def test_pbe_outputs_do_not_depend_on_the_batch_size(make_experiment, media_root):
-    small = make_experiment(name="b1", batch_size=1)
-    large = make_experiment(name="b6", batch_size=6)
+    # batch_size is not part of a method's identity: with batch_invariant (the default)
+    # each image is the same whatever batch it is made in. Made in batches of 1 first,
+    # then removed and made again in one batch of 6 by the same experiment.
+    small = make_experiment(name="batches", batch_size=1)
     run_all(small)
+    first = {o.sample_id: np.asarray(Image.open(media_root / o.image.name)) for o in outputs_of(small, "pbe_tiny")}
+    assert len(first) == 6
+    outputs_of(small, "pbe_tiny").delete()
+    large = make_experiment(name="batches", batch_size=6)
+    assert large.pk == small.pk
+    new_jobs = jobs_of(large, "pbe_tiny").exclude(status=JobStatus.SUCCEEDED)
+    assert [job.progress_total for job in new_jobs] == [6]
     run_all(large)
-    for output in Output.objects.filter(method__experiment=small, method__key="pbe_tiny"):
-        twin = Output.objects.get(method__experiment=large, method__key="pbe_tiny", sample=output.sample)
-        a = np.asarray(Image.open(media_root / output.image.name))
-        b = np.asarray(Image.open(media_root / twin.image.name))
-        assert np.array_equal(a, b), output.sample.sample_id
+    for output in outputs_of(large, "pbe_tiny"):
+        b = np.asarray(Image.open(media_root / output.image.name))
+        assert np.array_equal(first[output.sample_id], b), output.sample.sample_id
+        assert output.provenance["batch_size"] == 6
 
 
 def make_stale(job, settings, **fields):
@@ -132,7 +151,7 @@ def make_stale(job, settings, **fields):
 
 
 def test_a_stale_running_job_is_taken_over_by_a_redelivered_message(make_experiment, settings):
-    job = make_experiment().jobs.first()
+    job = jobs_of(make_experiment()).first()
     job_claim(job_id=job.pk, token="dead-worker")
     make_stale(job, settings)
     report = job_run(job_id=job.pk)
@@ -141,7 +160,7 @@ def test_a_stale_running_job_is_taken_over_by_a_redelivered_message(make_experim
 
 
 def test_a_job_whose_worker_keeps_dying_is_failed_not_retried_forever(make_experiment, settings):
-    job = make_experiment().jobs.first()
+    job = jobs_of(make_experiment()).first()
     job_claim(job_id=job.pk, token="dead-worker")
     make_stale(job, settings, attempts=settings.EVALSITE_MAX_ATTEMPTS)
     assert jobs_recover() == [job.pk]
@@ -158,7 +177,7 @@ def test_a_queued_job_whose_message_is_gone_is_sent_again(
     purge_queues()
     experiment = make_experiment()
     old = timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 5)
-    lost = experiment.jobs.first()
+    lost = jobs_of(experiment).first()
     GenerationJob.objects.filter(pk=lost.pk).update(queued_at=old)
     with django_capture_on_commit_callbacks() as callbacks:
         assert jobs_recover() == [lost.pk]  # the other jobs were queued just now
@@ -183,16 +202,16 @@ class FailingGenerator:
 
 def install_generator(job, generator):
     from evalsite.services import generator_cache
-    from evalsite.services.generation import _method_spec
+    from evalsite.services.methods import method_spec
 
-    key = generator_cache._key(_method_spec(job), True)
+    key = generator_cache._key(method_spec(job.method), True, job.method.identity)
     generator_cache._loaded[key] = generator
     return key
 
 
 def test_an_unexpected_error_fails_the_job_with_its_message(make_experiment):
     experiment = make_experiment(batch_size=6)
-    job = experiment.jobs.get(method__key="pbe_tiny")
+    job = jobs_of(experiment, "pbe_tiny").get()
     key = install_generator(job, FailingGenerator(RuntimeError("expected scalar type Half but found Float")))
     try:
         report = job_run(job_id=job.pk)
@@ -202,8 +221,8 @@ def test_an_unexpected_error_fails_the_job_with_its_message(make_experiment):
         generator_cache._loaded.pop(key, None)
     job.refresh_from_db()
     assert report.status == "failed" and job.status == JobStatus.FAILED
-    assert "unexpected error generating with method 'pbe_tiny' (RuntimeError: expected scalar type Half" in job.error
-    assert job_run(job_id=experiment.jobs.get(method__key="copy_paste").pk).status == "succeeded"
+    assert f"unexpected error generating with method pbe {job.method.short_identity} (RuntimeError: expected scalar type Half" in job.error
+    assert job_run(job_id=jobs_of(experiment, "copy_paste").get().pk).status == "succeeded"
 
 
 def test_out_of_memory_names_the_setting_to_change_and_drops_the_model(make_experiment):
@@ -212,21 +231,22 @@ def test_out_of_memory_names_the_setting_to_change_and_drops_the_model(make_expe
     from evalsite.services import generator_cache
 
     experiment = make_experiment(batch_size=6)
-    job = experiment.jobs.get(method__key="pbe_tiny")
+    job = jobs_of(experiment, "pbe_tiny").get()
     key = install_generator(job, FailingGenerator(torch.cuda.OutOfMemoryError("CUDA out of memory")))
     job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert "out of memory on cpu generating 6 image(s) at 64 px with method 'pbe_tiny'; lower batch_size (now 6)" in job.error
+    assert (f"out of memory on cpu generating 6 image(s) at 64 px with method pbe {job.method.short_identity}; "
+            "lower batch_size (now 6)") in job.error
     assert key not in generator_cache._loaded
 
 
 def test_each_model_is_loaded_once_per_process(make_experiment):
     from evalsite.services import generator_cache
-    from evalsite.services.generation import _method_spec
+    from evalsite.services.methods import method_spec
 
-    job = make_experiment().jobs.filter(method__key="pbe_tiny").first()
-    spec = _method_spec(job)
+    job = jobs_of(make_experiment(), "pbe_tiny").first()
+    spec = method_spec(job.method)
     first = generator_cache.generator_get(spec)
     assert generator_cache.generator_get(spec) is first
     assert generator_cache.generator_get(spec, batch_invariant=False) is not first

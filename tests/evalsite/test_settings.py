@@ -13,7 +13,7 @@ PROBE = (
     "'media': str(settings.MEDIA_ROOT), 'debug': settings.DEBUG, 'weights': str(settings.EVALSITE_WEIGHTS_DIR)}))"
 )
 OURS = {"DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "DJANGO_SECRET_KEY", "DJANGO_DEBUG",
-        "EVALSITE_VAR_DIR", "EVALSITE_WEIGHTS_DIR", "EVALSITE_BROKER_DIR"}
+        "EVALSITE_VAR_DIR", "EVALSITE_WEIGHTS_DIR", "EVALSITE_BROKER_DIR", "DJANGO_SECURE", "DJANGO_ALLOWED_HOSTS"}
 
 
 def probe(**env):
@@ -48,10 +48,54 @@ def test_environment_overrides(tmp_path):
     assert values["debug"] is False
 
 
-def test_secret_key_is_required_without_debug():
-    result = probe(DJANGO_DEBUG="0")
-    assert result.returncode != 0
-    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off" in result.stderr
+KEY_PROBE = (
+    "import hashlib, django; from django.conf import settings; django.setup(); "
+    "print(settings.DEBUG, hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest())"
+)
+
+
+def test_debug_is_off_by_default_and_a_random_key_is_made_once_and_kept(tmp_path):
+    base = {k: v for k, v in os.environ.items() if k not in OURS}
+    env = {**base, "DJANGO_SETTINGS_MODULE": "evalsite.settings", "EVALSITE_VAR_DIR": str(tmp_path)}
+
+    def key():
+        result = subprocess.run([sys.executable, "-c", KEY_PROBE], cwd=ROOT, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        debug, digest = result.stdout.split()
+        assert debug == "False"
+        return digest
+
+    first = key()
+    key_file = tmp_path / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(key_file.read_text().strip()) >= 50
+    assert key() == first  # reused, so sessions survive a restart
+    other = tmp_path / "other"
+    env["EVALSITE_VAR_DIR"] = str(other)
+    assert key() != first  # random per installation
+
+
+def test_check_deploy_passes_with_the_documented_production_settings(tmp_path):
+    base = {k: v for k, v in os.environ.items() if k not in OURS}
+    env = {
+        **base,
+        "EVALSITE_VAR_DIR": str(tmp_path),
+        "DJANGO_SECURE": "1",
+        "DJANGO_ALLOWED_HOSTS": "evalsite.example.org",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": "https://evalsite.example.org",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    probe_result = subprocess.run(
+        [sys.executable, "-c", "import django; from django.conf import settings; django.setup(); "
+         "print(settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SESSION_COOKIE_HTTPONLY, "
+         "settings.CSRF_COOKIE_HTTPONLY, settings.SECURE_SSL_REDIRECT)"],
+        cwd=ROOT, capture_output=True, text=True, env={**env, "DJANGO_SETTINGS_MODULE": "evalsite.settings"},
+    )
+    assert probe_result.stdout.split() == ["True"] * 5, probe_result.stderr
 
 
 def test_a_malformed_value_is_named():

@@ -1,7 +1,10 @@
+import shutil
+
 import pytest
 from django.urls import reverse
 
 from evalsite.services.generation import job_run
+from tests.conftest import jobs_of
 
 pytestmark = pytest.mark.django_db
 
@@ -37,19 +40,21 @@ def test_list_detail_progress_and_grid(client, researcher, make_experiment):
 
     progress = client.get(reverse("experiment-progress", args=[experiment.pk])).json()
     assert progress["expected"] == 2 * 2 * 6 and progress["done"] == 0 and not progress["finished"]
-    assert progress["jobs_by_status"]["queued"] == len(progress["jobs"])
+    assert progress["jobs_by_status"]["queued"] == jobs_of(experiment).count()
+    assert [m["key"] for m in progress["methods"]] == ["copy_paste", "pbe_tiny"]
 
-    for job in experiment.jobs.filter(seed=0):
+    for job in jobs_of(experiment).filter(seed=0):
         job_run(job_id=job.pk)
     progress = client.get(reverse("experiment-progress", args=[experiment.pk])).json()
     assert progress["done"] == 2 * 6 and progress["percent"] == 50.0
-    assert {j["status"] for j in progress["jobs"] if j["seed"] == 0} == {"succeeded"}
+    assert [(m["done"], m["expected"]) for m in progress["methods"]] == [(6, 12), (6, 12)]
+    assert progress["jobs_by_status"]["succeeded"] == jobs_of(experiment).filter(seed=0).count()
 
     page = client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()
     # Grid for the first seed: every sample row has its scene preview, reference and both outputs.
     for sample in experiment.dataset.samples.all():
         assert sample.preview.url in page and sample.reference.url in page
-    for output in experiment.methods.get(key="pbe_tiny").outputs.filter(seed=0):
+    for output in experiment.methods.get(key="pbe_tiny").method.outputs.filter(seed=0):
         assert output.image.url in page
     other_seed = client.get(reverse("experiment-detail", args=[experiment.pk]) + "?seed=3").content.decode()
     assert other_seed.count(">pending<") == 2 * 6
@@ -59,9 +64,11 @@ def test_list_detail_progress_and_grid(client, researcher, make_experiment):
     assert image.status_code == 200 and b"".join(image.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_failed_job_message_is_shown(client, researcher, make_experiment):
+def test_failed_job_message_is_shown(client, researcher, make_experiment, weights_dir):
+    shutil.copytree(weights_dir / "tiny" / "pbe", weights_dir / "missing-model")
     experiment = make_experiment(checkpoint="missing-model")
-    for job in experiment.jobs.all():
+    shutil.rmtree(weights_dir / "missing-model")
+    for job in jobs_of(experiment):
         job_run(job_id=job.pk)
     client.force_login(researcher)
     page = client.get(reverse("experiment-detail", args=[experiment.pk])).content.decode()

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from evalsite.demo_data import build_demo_dataset
-from evalsite.worker_process import BASE_DIR, start_worker
+from evalsite.worker_process import BASE_DIR, start_site, start_worker
 from generators.tiny import build_all as build_tiny_checkpoints
 
 DEMO_USER = "demo"
@@ -23,8 +23,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-serve", action="store_true", help="Stop after the experiment has finished")
+        parser.add_argument("--create-user", action="store_true",
+                            help=f"Create the {DEMO_USER!r} account even on a database named by DATABASE_URL "
+                                 f"(by default only on the embedded SQLite database)")
 
-    def handle(self, *args, port, no_serve, **options):
+    def handle(self, *args, port, no_serve, create_user, **options):
         var = Path(settings.VAR_DIR)
         self._step("migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
@@ -36,7 +39,7 @@ class Command(BaseCommand):
         folder = build_demo_dataset(var / "demo" / "dataset")
         call_command("import_dataset", str(folder), name="demo")
 
-        user = self._demo_user()
+        user = demo_user_ensure(create=demo_user_should_be_created(create_user=create_user))
         # SIGTERM (e.g. from a supervisor) ends like Ctrl-C, so the worker is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         log_path = var / "demo" / "worker.log"
@@ -48,28 +51,52 @@ class Command(BaseCommand):
             if no_serve:
                 return
             port = _free_port(port)
+            sign_in = (
+                f"sign in as {user.username!r} with password {DEMO_PASSWORD!r}" if user is not None else
+                "sign in with your own account (this database is not the embedded one, so no demo account "
+                "was made; create one with `manage.py createsuperuser`, or rerun with --create-user)"
+            )
             self.stdout.write(self.style.SUCCESS(
-                f"\nThe site is at http://127.0.0.1:{port}/  sign in as {user.username!r} "
-                f"with password {DEMO_PASSWORD!r}  (Ctrl-C stops the site and the worker)\n"
+                f"\nThe site is at http://127.0.0.1:{port}/  {sign_in}  (Ctrl-C stops the site and the worker)\n"
             ))
-            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
-        finally:
-            worker.send_signal(signal.SIGTERM)
+            # The site runs in a child process of its own: a SIGTERM here then never lands
+            # inside the server's request handling, and both children are stopped below.
+            site = start_site(port=port)
             try:
-                worker.wait(timeout=30)
-            except Exception:
-                worker.kill()
-
-    def _demo_user(self):
-        users = get_user_model()
-        user, created = users.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True})
-        if created or not user.check_password(DEMO_PASSWORD):
-            user.set_password(DEMO_PASSWORD)
-            user.save()
-        return user
+                site.wait()
+            finally:
+                _stop(site, timeout=10)
+        finally:
+            _stop(worker, timeout=30)
 
     def _step(self, text):
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))
+
+
+def demo_user_should_be_created(*, create_user: bool) -> bool:
+    return create_user or settings.EMBEDDED_DATABASE
+
+
+def demo_user_ensure(*, create: bool):
+    """The demo account, with its known password; None when it may not be made here (a
+    known password on a production database would be an open door)."""
+    if not create:
+        return None
+    users = get_user_model()
+    user, created = users.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True})
+    if created or not user.check_password(DEMO_PASSWORD):
+        user.set_password(DEMO_PASSWORD)
+        user.save()
+    return user
+
+
+def _stop(process, *, timeout: float) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except Exception:
+        process.kill()
 
 
 def _free_port(preferred: int) -> int:

@@ -1,52 +1,91 @@
+import sys
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from evalsite import selectors
 from evalsite.experiment_config import ExperimentConfigError, load_experiment_config
 from evalsite.models import JobStatus
-from evalsite.services.experiments import ExperimentError, experiment_create, experiment_enqueue, resolve_checkpoint
-from generators.registry import validate_spec
-from generators.types import GeneratorError, MethodSpec
-
-WORKER_HINT_AFTER_SECONDS = 30
+from evalsite.services.experiments import EvaluateReport, ExperimentError, experiment_cancel, experiment_evaluate
+from evalsite.services.jobs import jobs_recover
+from evalsite.services.workers import any_worker_alive
+from evalsite.worker_process import manage_py_command
 
 
 class Command(BaseCommand):
-    help = "Create an experiment from a TOML file and queue its generation jobs; --wait shows progress until done."
+    help = ("Create or update an experiment from a TOML file and queue the images it is missing; "
+            "--wait shows progress until done; --cancel NAME stops an experiment's queued work.")
 
     def add_arguments(self, parser):
-        parser.add_argument("experiment", help="Experiment TOML file (see README)")
+        parser.add_argument("experiment", nargs="?", help="Experiment TOML file (see README)")
         parser.add_argument("--wait", action="store_true", help="Show a progress bar until every job has finished")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds")
+        parser.add_argument("--cancel", metavar="NAME", help="Cancel the queued jobs of experiment NAME "
+                            "(running jobs finish the batch in hand); `evaluate FILE` again resumes")
 
-    def handle(self, *args, experiment, wait, timeout, **options):
+    def handle(self, *args, experiment, wait, timeout, cancel, **options):
+        if cancel:
+            return self._cancel(cancel)
+        if not experiment:
+            raise CommandError("give an experiment file (or --cancel NAME)")
         try:
             config = load_experiment_config(experiment)
-            record, created = experiment_create(config=config)
+            report = experiment_evaluate(config=config)
         except (ExperimentConfigError, ExperimentError) as exc:
             raise CommandError(str(exc)) from None
-        for method in config.methods:
-            spec = MethodSpec(method.family, method.params, resolve_checkpoint(method.checkpoint) or None)
-            try:
-                validate_spec(spec)
-            except GeneratorError as exc:
-                # Web and GPU machines may differ: the workers are the judges; say it early.
-                self.stderr.write(self.style.WARNING(f"warning: method {method.key!r} on this machine: {exc}"))
-        queued = experiment_enqueue(experiment=record)
-        progress = selectors.experiment_progress(record)
-        verb = "created" if created else "exists"
-        self.stdout.write(
-            f"experiment {record.name!r} {verb} (id {record.pk}): {len(queued)} job(s) queued, "
-            f"{progress.done} of {progress.expected} images already exist"
-        )
+        self._describe(report)
         if wait:
-            self._wait(record, timeout, quiet=options["verbosity"] == 0)
+            self._wait(report.experiment, timeout, quiet=options["verbosity"] == 0)
+
+    def _describe(self, report: EvaluateReport) -> None:
+        experiment = report.experiment
+        if report.created:
+            verb = "created"
+        elif report.unchanged:
+            verb = "is up to date with its file"
+        else:
+            verb = "updated"
+        self.stdout.write(f"experiment {experiment.name!r} {verb} (id {experiment.pk})")
+        for change in report.changes:
+            if change.change == "added":
+                self.stdout.write(f"  + {change.key}: added, {change.images} image(s) to generate")
+            elif change.change == "changed":
+                self.stdout.write(
+                    f"  ~ {change.key}: changed (method {change.previous_identity[:12]} -> {change.identity[:12]}), "
+                    f"{change.images} image(s) to generate; the old images stay stored"
+                )
+            else:
+                self.stdout.write(f"  - {change.key}: removed from the tables; its {change.images} image(s) stay stored")
+        if report.seeds_added:
+            self.stdout.write(f"  + seeds {', '.join(map(str, report.seeds_added))}")
+        if report.seeds_removed:
+            self.stdout.write(f"  - seeds {', '.join(map(str, report.seeds_removed))} (their images stay stored)")
+        self.stdout.write(
+            f"{report.images_expected} image(s) in all: {report.images_existing} exist, {report.images_missing} to "
+            f"generate; {report.jobs_created} new job(s), {len(report.jobs_sent)} job(s) sent"
+        )
+
+    def _cancel(self, name: str) -> None:
+        try:
+            report = experiment_cancel(name=name)
+        except ExperimentError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(
+            f"experiment {name!r} cancelled: {report.cancelled} queued job(s) will not run, {report.stopping} running "
+            f"job(s) stop after their current batch"
+            + (f", {report.kept_for_others} job(s) go on for other experiments that share them" if report.kept_for_others else "")
+            + "; `evaluate` on its file again resumes it"
+        )
 
     def _wait(self, experiment, timeout, quiet):
         started = time.monotonic()
-        hinted = False
+        next_check = started  # the recovery sweep and worker liveness, now and then
+        # A worker started a moment ago (the demo's) reports once it is up: no verdict
+        # before the window in which a live worker must have reported.
+        verdict_from = started + 3 * settings.EVALSITE_HEARTBEAT_SECONDS
+        warned = False
         progress = selectors.experiment_progress(experiment)
         with tqdm(total=progress.expected, initial=progress.done, unit="img", desc=experiment.name, disable=quiet) as bar:
             while True:
@@ -56,17 +95,30 @@ class Command(BaseCommand):
                 bar.set_postfix(running=running, failed=progress.jobs_by_status.get(JobStatus.FAILED, 0))
                 if progress.finished:
                     break
-                elapsed = time.monotonic() - started
-                if not hinted and elapsed > WORKER_HINT_AFTER_SECONDS and progress.done == 0 and not running:
-                    bar.write("no worker has picked up a job yet; start one with: "
-                              "celery -A evalsite worker -Q gpu,cpu --pool solo")
-                    hinted = True
-                if timeout is not None and elapsed > timeout:
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + settings.EVALSITE_HEARTBEAT_SECONDS
+                    # The jobs of a dead worker are queued again even when no worker sweeps.
+                    jobs_recover()
+                    alive = now < verdict_from or any_worker_alive()
+                    if not alive and not warned:
+                        bar.write(self.style.WARNING(
+                            f"no worker is running (none reported in the last "
+                            f"{3 * settings.EVALSITE_HEARTBEAT_SECONDS:.0f} s, none answered a ping); the jobs wait "
+                            f"in the queue. Start one in another terminal with:\n    {manage_py_command('worker')}"
+                            f"\n  (or: make worker)"
+                        ), file=sys.stderr)
+                    warned = not alive
+                if timeout is not None and now - started > timeout:
                     raise CommandError(f"gave up waiting after {timeout:.0f} s; the jobs go on in the workers")
                 time.sleep(0.5)
         failures = list(selectors.experiment_failures(experiment))
         for job in failures:
-            self.stderr.write(self.style.ERROR(f"job {job.pk} ({job.method.key}, seed {job.seed}) failed: {job.error}"))
+            self.stderr.write(self.style.ERROR(
+                f"job {job.pk} ({job.method.family} {job.method.short_identity}, seed {job.seed}) failed: {job.error}"
+            ))
         if failures:
             raise CommandError(f"{len(failures)} job(s) failed; fix the cause and run the same command again to retry them")
+        if progress.status == "cancelled":
+            raise CommandError(f"experiment {experiment.name!r} was cancelled with {progress.done} of {progress.expected} images")
         self.stdout.write(self.style.SUCCESS(f"all {progress.done} images generated"))

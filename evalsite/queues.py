@@ -1,0 +1,10 @@
+"""Queue and task names: the one place they are spelled. Task names are stable (messages
+already in a broker carry them); never rename them."""
+
+GPU_QUEUE = "gpu"  # generation: one worker process per GPU
+CPU_QUEUE = "cpu"  # everything else
+
+GENERATE_JOB = "evalsite.generate_job"
+SWEEP_STALE_JOBS = "evalsite.sweep_stale_jobs"
+
+TASK_ROUTES = {GENERATE_JOB: {"queue": GPU_QUEUE}}
