@@ -62,6 +62,7 @@ class EvaluateReport:
     images_missing: int = 0
     jobs_created: int = 0
     jobs_sent: list[int] = field(default_factory=list)
+    jobs_cancelled: int = 0  # queued for removed methods or seeds, needed by no experiment
 
     @property
     def unchanged(self) -> bool:
@@ -153,6 +154,7 @@ def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> Evaluat
     if created:
         experiment = Experiment.objects.create(name=config.name, dataset=dataset, created_by=user, **fields)
         previous_columns, previous_seeds = {}, []
+        previous_method_ids = []
     else:
         if experiment.dataset_id != dataset.pk:
             raise ExperimentError(
@@ -162,6 +164,7 @@ def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> Evaluat
             )
         previous_columns = {c.key: c for c in experiment.methods.select_related("method")}
         previous_seeds = list(experiment.seeds)
+        previous_method_ids = [c.method_id for c in previous_columns.values()]
         for name, value in fields.items():
             setattr(experiment, name, value)
         experiment.save()
@@ -170,22 +173,39 @@ def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> Evaluat
     sample_ids = list(dataset.samples.order_by("sample_id").values_list("pk", flat=True))
     report.seeds_added = [s for s in config.seeds if s not in previous_seeds] if not created else []
     report.seeds_removed = [s for s in previous_seeds if s not in config.seeds]
-    _update_columns(experiment, methods, previous_columns, report, len(sample_ids))
+    _update_columns(experiment, methods, previous_columns, report, images_per_removed=len(previous_seeds) * len(sample_ids))
 
     method_ids = [method.pk for _, method in methods]
     missing = _missing_images(method_ids, list(config.seeds), dataset, sample_ids)
     report.images_expected = len(method_ids) * len(config.seeds) * len(sample_ids)
     report.images_missing = sum(len(v) for v in missing.values())
     report.images_existing = report.images_expected - report.images_missing
-    _cost_of_changes(report, methods, missing, previous_seeds)
+    _cost_of_changes(report, methods, missing)
 
     created_jobs = _create_jobs(method_ids, list(config.seeds), dataset, missing, config.batch_size)
     report.jobs_created = len(created_jobs)
     report.jobs_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs)
+    if report.changes or report.seeds_removed:
+        report.jobs_cancelled = _cancel_unneeded(previous_method_ids, previous_seeds, dataset)
     return report
 
 
-def _update_columns(experiment, methods, previous_columns, report, sample_count) -> None:
+def _cancel_unneeded(method_ids, seeds, dataset) -> int:
+    """Queued jobs of what left the experiment stop, unless an experiment still needs them."""
+    needed = _needed_by_experiments(dataset)
+    unneeded = [
+        job_id
+        for job_id, method_id, seed in experiment_jobs_query(method_ids, seeds, dataset)
+        .filter(status=JobStatus.QUEUED)
+        .values_list("pk", "method_id", "seed")
+        if (method_id, seed) not in needed
+    ]
+    return GenerationJob.objects.filter(pk__in=unneeded, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, error="its method or seed was removed from the experiment file", finished_at=Now()
+    )
+
+
+def _update_columns(experiment, methods, previous_columns, report, *, images_per_removed: int) -> None:
     keep = set()
     new_columns = []
     for position, (column, method) in enumerate(methods):
@@ -207,8 +227,7 @@ def _update_columns(experiment, methods, previous_columns, report, sample_count)
     removed = [c for key, c in previous_columns.items() if key not in keep]
     for column in removed:
         report.changes.append(
-            ColumnChange(column.key, "removed", images=len(experiment.seeds) * sample_count,
-                         identity=column.method.identity)
+            ColumnChange(column.key, "removed", images=images_per_removed, identity=column.method.identity)
         )
     if removed:
         ExperimentMethod.objects.filter(pk__in=[c.pk for c in removed]).delete()
@@ -229,7 +248,7 @@ def _missing_images(method_ids, seeds, dataset, sample_ids) -> dict[tuple[int, i
     }
 
 
-def _cost_of_changes(report: EvaluateReport, methods, missing, previous_seeds) -> None:
+def _cost_of_changes(report: EvaluateReport, methods, missing) -> None:
     by_identity = {method.identity: method.pk for _, method in methods}
     for change in report.changes:
         if change.change in ("added", "changed"):
@@ -278,6 +297,8 @@ def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> list[int]:
     """Send the new jobs, and give failed and cancelled ones another try. Jobs queued
     earlier keep their message; should it be lost, the workers' sweep sends it again."""
     jobs = experiment_jobs_query(method_ids, seeds, dataset)
+    # Cancelled while running and still held by its worker: it simply goes on.
+    jobs.filter(status=JobStatus.CANCELLED).exclude(claim="").update(status=JobStatus.RUNNING, error="")
     retry = list(
         jobs.select_for_update()
         .filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
@@ -299,7 +320,7 @@ def experiment_cancel(*, name: str) -> CancelReport:
             raise ExperimentError(f"no experiment named {name!r}; `python manage.py experiments` lists them")
         experiment.cancelled_at = timezone.now()
         experiment.save(update_fields=["cancelled_at", "updated_at"])
-        needed = _needed_by_other_experiments(experiment)
+        needed = _needed_by_experiments(experiment.dataset, besides=experiment)
         method_ids = list(experiment.methods.values_list("method_id", flat=True))
         active = experiment_jobs_query(method_ids, experiment.seeds, experiment.dataset).filter(
             status__in=ACTIVE_JOB_STATUSES
@@ -325,11 +346,11 @@ def experiment_cancel(*, name: str) -> CancelReport:
     )
 
 
-def _needed_by_other_experiments(experiment: Experiment) -> set[tuple[int, int]]:
-    others = (
-        Experiment.objects.filter(dataset=experiment.dataset, cancelled_at__isnull=True)
-        .exclude(pk=experiment.pk)
-        .prefetch_related("methods")
-    )
-    return {(column.method_id, seed) for other in others for column in other.methods.all() for seed in other.seeds}
+def _needed_by_experiments(dataset: Dataset, besides: Experiment | None = None) -> set[tuple[int, int]]:
+    """(method, seed) pairs that the experiments on `dataset` (not cancelled, other than
+    `besides`) show."""
+    experiments = Experiment.objects.filter(dataset=dataset, cancelled_at__isnull=True).prefetch_related("methods")
+    if besides is not None:
+        experiments = experiments.exclude(pk=besides.pk)
+    return {(column.method_id, seed) for e in experiments for column in e.methods.all() for seed in e.seeds}
 

@@ -135,54 +135,49 @@ def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbea
         "settings": method_pixel_settings(method),
         "worker": token,
     }
-    # A job holds at most one experiment's batch_size of samples: one chunk, unless it
-    # was made by an older version with larger jobs.
-    chunk_size = max(job.progress_total, 1)
-    for start in range(0, len(missing), chunk_size):
-        if heartbeat.lost:
-            raise _lost_or_cancelled(job.pk, token)
-        chunk = missing[start : start + chunk_size]
-        loaded = []
-        for sample in chunk:
-            try:
-                loaded.append((sample, _request_for(sample, job.seed)))
-            except (OSError, ValueError) as exc:
-                report.problems.append(
-                    f"sample {sample.sample_id!r}: cannot read its images ({exc}); re-import the dataset "
-                    f"or remove the sample"
-                )
-        results = _generate_chunk(generator, loaded, settings_, report)
-        # The claim may have passed to another worker while we computed: never overwrite
-        # what that worker finished, and write nothing once the job is no longer ours.
-        if not job_may_write(job_id=job.pk, token=token):
-            raise ClaimLost()
-        finished = set(
-            Output.objects.filter(method=method, seed=job.seed, sample__in=[s for s, _, _ in results]).values_list(
-                "sample_id", flat=True
+    # A job is one batch (at most the experiment's batch_size samples): one chunk.
+    if heartbeat.lost:
+        raise _lost_or_cancelled(job.pk, token)
+    loaded = []
+    for sample in missing:
+        try:
+            loaded.append((sample, _request_for(sample, job.seed)))
+        except (OSError, ValueError) as exc:
+            report.problems.append(
+                f"sample {sample.sample_id!r}: cannot read its images ({exc}); re-import the dataset "
+                f"or remove the sample"
+            )
+    results = _generate_chunk(generator, loaded, settings_, report)
+    # The claim may have passed to another worker while we computed: never overwrite
+    # what that worker finished, and write nothing once the job is no longer ours.
+    if not job_may_write(job_id=job.pk, token=token):
+        raise ClaimLost()
+    finished = set(
+        Output.objects.filter(method=method, seed=job.seed, sample__in=[s for s, _, _ in results]).values_list(
+            "sample_id", flat=True
+        )
+    )
+    rows = []
+    for sample, image, seconds in results:
+        if sample.pk in finished:
+            continue
+        rows.append(
+            Output(
+                method=method,
+                sample=sample,
+                seed=job.seed,
+                job=job,
+                image=save_png(output_name(job, sample), image),
+                provenance={**provenance, "seed": job.seed, "batch_size": len(loaded)},
+                device=worker_device(),
+                seconds=seconds,
             )
         )
-        rows = []
-        for sample, image, seconds in results:
-            if sample.pk in finished:
-                continue
-            rows.append(
-                Output(
-                    method=method,
-                    sample=sample,
-                    seed=job.seed,
-                    job=job,
-                    image=save_png(output_name(job, sample), image),
-                    provenance={**provenance, "seed": job.seed, "batch_size": len(loaded)},
-                    device=worker_device(),
-                    seconds=seconds,
-                )
-            )
-        # Files first, rows after: a row always points at a complete file.
-        Output.objects.bulk_create(rows, ignore_conflicts=True)
-        report.generated += len(rows)
-        done += len(rows)
-        if not job_progress(job_id=job.pk, token=token, done=done):
-            raise _lost_or_cancelled(job.pk, token)
+    # Files first, rows after: a row always points at a complete file.
+    Output.objects.bulk_create(rows, ignore_conflicts=True)
+    report.generated += len(rows)
+    if not job_progress(job_id=job.pk, token=token, done=done + len(rows)):
+        raise _lost_or_cancelled(job.pk, token)
 
 
 def _lost_or_cancelled(job_id: int, token: str) -> Exception:

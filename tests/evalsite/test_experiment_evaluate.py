@@ -115,18 +115,23 @@ def test_editing_the_file_adds_changes_and_removes_columns_and_seeds(ready):
     first = experiment_evaluate(config=config(seeds=(0, 1))).experiment
     for job in jobs_of(first, "copy_paste").filter(seed=1):
         job_run(job_id=job.pk)
-    report = experiment_evaluate(config=config(seeds=(1, 2), steps=3, methods=[("pbe", "pbe", "tiny/pbe"), ("extra", "copy_paste", "")]))
+    report = experiment_evaluate(config=config(seeds=(1, 2, 3), steps=3, methods=[("pbe", "pbe", "tiny/pbe"), ("extra", "copy_paste", "")]))
     experiment = report.experiment
     assert not report.created
     changes = {c.key: c for c in report.changes}
-    assert changes["pbe"].change == "changed" and changes["pbe"].images == 2 * 6
-    assert changes["copy_paste"].change == "removed" and changes["copy_paste"].images == 2 * 6
+    assert changes["pbe"].change == "changed" and changes["pbe"].images == 3 * 6
+    assert changes["copy_paste"].change == "removed" and changes["copy_paste"].images == 2 * 6  # seeds 0, 1
     # copy_paste under a new key is the same identity (steps do not change its pixels):
-    # its seed 1 images exist, seed 2 is to make.
-    assert changes["extra"].change == "added" and changes["extra"].images == 6
-    assert report.seeds_added == [2] and report.seeds_removed == [0]
+    # its seed 1 images exist, seeds 2 and 3 are to make.
+    assert changes["extra"].change == "added" and changes["extra"].images == 2 * 6
+    assert report.seeds_added == [2, 3] and report.seeds_removed == [0]
     assert list(experiment.methods.values_list("key", flat=True)) == ["pbe", "extra"]
-    assert experiment.seeds == [1, 2] and experiment.num_inference_steps == 3
+    assert experiment.seeds == [1, 2, 3] and experiment.num_inference_steps == 3
+    # The queued jobs of what left (old pbe identity: seeds 0 and 1; copy_paste seed 0) stop;
+    # copy_paste seed 1 was done, and the new column "extra" (same identity) needs seed 1.
+    assert report.jobs_cancelled == 3
+    cancelled = GenerationJob.objects.filter(status=JobStatus.CANCELLED)
+    assert sorted(cancelled.values_list("method__family", "seed")) == [("copy_paste", 0), ("pbe", 0), ("pbe", 1)]
 
 
 def test_the_command_says_which_keys_changed_and_what_it_costs(ready, tmp_path, capsys):
@@ -182,10 +187,12 @@ def test_cancel_stops_queued_work_but_not_what_another_experiment_needs(ready):
     assert jobs_of(a).get(seed=1, method__family="pbe").status == JobStatus.QUEUED
     # A worker told to stop writes the batch in hand, then lets go.
     assert job_run(job_id=running.pk).status == "skipped"  # a cancelled job is not taken up
-    # evaluate again resumes it.
+    # evaluate again resumes it; the job its worker still holds simply goes on.
     report = experiment_evaluate(config=config(name="a", seeds=(0, 1)))
     assert report.experiment.cancelled_at is None
     assert jobs_of(a).filter(status=JobStatus.CANCELLED).count() == 0
+    running.refresh_from_db()
+    assert running.status == JobStatus.RUNNING and running.claim == "w"
 
 
 def test_a_job_cancelled_while_running_keeps_the_batch_in_hand_and_stops(ready):

@@ -12,14 +12,9 @@ from evalsite.services.generation import job_run
 from evalsite.services.jobs import job_claim, job_finish, job_heartbeat, job_progress, job_release, jobs_recover
 from evalsite.services.methods import method_spec
 from tests.conftest import jobs_of
+from tests.evalsite.test_generation_jobs import make_stale
 
 pytestmark = pytest.mark.django_db
-
-
-def make_stale(job, settings, **fields):
-    GenerationJob.objects.filter(pk=job.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 5), **fields
-    )
 
 
 def test_a_worker_whose_job_was_failed_by_the_sweep_cannot_flip_it(make_experiment, settings):

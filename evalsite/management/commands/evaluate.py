@@ -65,6 +65,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{report.images_expected} image(s) in all: {report.images_existing} exist, {report.images_missing} to "
             f"generate; {report.jobs_created} new job(s), {len(report.jobs_sent)} job(s) sent"
+            + (f"; {report.jobs_cancelled} queued job(s) no longer needed were cancelled" if report.jobs_cancelled else "")
         )
 
     def _cancel(self, name: str) -> None:
