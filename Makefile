@@ -29,6 +29,7 @@ worker: install
 
 bench: install
 	$(PY) bench/overhead.py
+	$(PY) bench/metrics.py
 
 clean-var:
 	rm -rf var

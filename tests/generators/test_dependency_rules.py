@@ -1,5 +1,5 @@
-"""DESIGN.md: generators/ is a plain library. It never imports django, evalsite, studies
-or metrics."""
+"""DESIGN.md: generators/ and metrics/ are plain libraries. They never import django,
+evalsite or studies, nor each other."""
 import ast
 from pathlib import Path
 
@@ -37,5 +37,21 @@ def test_generators_import_no_web_or_metrics_code():
         for path in modules
         for name in imported_modules(path)
         if name.split(".")[0] in FORBIDDEN
+    }
+    assert not offenders, sorted(offenders)
+
+
+def test_metrics_import_no_web_or_generator_code():
+    import metrics
+
+    forbidden = {"django", "evalsite", "studies", "generators"}
+    package = Path(metrics.__file__).parent
+    modules = sorted(package.rglob("*.py"))
+    assert len(modules) >= 8
+    offenders = {
+        f"{path.relative_to(package)}: {name}"
+        for path in modules
+        for name in imported_modules(path)
+        if name.split(".")[0] in forbidden
     }
     assert not offenders, sorted(offenders)

@@ -1,0 +1,2 @@
+class MetricError(Exception):
+    """A failure a person must act on: missing weights, unreadable images, too few images."""

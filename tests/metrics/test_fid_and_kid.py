@@ -1,0 +1,137 @@
+"""FID and KID against clean-fid itself, on the same folders with the same extractor, and
+the Frechet distance against an independent scipy computation."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from metrics.cli import run
+from metrics.extractors import InceptionExtractor
+from metrics.frechet import frechet_distance, frechet_distance_of_features, gaussian_statistics
+from metrics.images import image_files, load_rgb
+from metrics.kid import kernel_distance
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def relative_difference(a, b):
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def clean_fid_extractor(weights):
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    return InceptionV3W(str(weights), download=False).eval()
+
+
+def test_fid_equals_clean_fids_compute_fid(metric_weights, image_folders):
+    from cleanfid import fid as cleanfid
+
+    generated, real = image_folders
+    ours = run(["fid", str(generated), str(real), "--weights", str(metric_weights)])
+    theirs = cleanfid.compute_fid(
+        str(generated), str(real), mode="clean", custom_feat_extractor=clean_fid_extractor(metric_weights),
+        device=torch.device("cpu"), num_workers=0, batch_size=32, verbose=False, use_dataparallel=False,
+    )
+    assert ours["n_generated"] == ours["n_real"] == 24
+    assert relative_difference(ours["value"], theirs) < 1e-6, (ours["value"], theirs)
+    assert ours["value"] > 1.0  # the two sets differ
+
+
+def test_kid_equals_clean_fids_kernel_distance_on_its_own_features(metric_weights, image_folders):
+    """clean-fid's compute_kid takes no custom extractor (it would download Inception):
+    its own folder features and kernel_distance are what it runs, seeded the same."""
+    from cleanfid import fid as cleanfid
+
+    generated, real = image_folders
+    ours = run(["kid", str(generated), str(real), "--weights", str(metric_weights), "--seed", "3"])
+    model = clean_fid_extractor(metric_weights)
+    options = dict(num_workers=0, batch_size=32, device=torch.device("cpu"), mode="clean", verbose=False)
+    feats_generated = cleanfid.get_folder_features(str(generated), model, **options)
+    feats_real = cleanfid.get_folder_features(str(real), model, **options)
+    np.random.seed(3)
+    theirs = cleanfid.kernel_distance(feats_generated, feats_real)
+    assert relative_difference(ours["value"], theirs) < 1e-6, (ours["value"], theirs)
+    assert ours["subset_size"] == 24 and ours["subsets"] == 100 and ours["std"] >= 0
+
+
+def test_our_features_equal_clean_fids(metric_weights, image_folders):
+    from cleanfid import fid as cleanfid
+
+    generated, _ = image_folders
+    extractor = InceptionExtractor(metric_weights)
+    ours = extractor.features(load_rgb(f) for f in image_files(generated))
+    theirs = cleanfid.get_folder_features(
+        str(generated), clean_fid_extractor(metric_weights), num_workers=0, batch_size=32,
+        device=torch.device("cpu"), mode="clean", verbose=False,
+    )
+    assert ours.shape == theirs.shape == (24, 2048)
+    assert np.array_equal(ours, theirs.astype(np.float64))
+
+
+def independent_frechet(a, b):
+    """||mu_a - mu_b||^2 + Tr(Sa) + Tr(Sb) - 2 Tr((Sa Sb)^1/2), with scipy's general
+    sqrtm of the product (the library uses symmetric eigendecompositions instead)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(sa) + np.trace(sb) - 2 * np.trace(linalg.sqrtm(sa @ sb).real))
+
+
+def test_frechet_distance_equals_an_independent_scipy_computation():
+    rng = np.random.RandomState(1)
+    a = rng.normal(size=(400, 16)) @ rng.normal(size=(16, 16))
+    b = rng.normal(loc=0.3, size=(300, 16)) @ rng.normal(size=(16, 16))
+    ours = frechet_distance_of_features(a, b)
+    assert relative_difference(ours, independent_frechet(a, b)) < 1e-6
+    assert abs(frechet_distance_of_features(a, a)) < 1e-6
+    stats = gaussian_statistics(a)
+    moved = gaussian_statistics(a + 2.0)
+    assert frechet_distance(moved, stats) == pytest.approx(16 * 4.0, rel=1e-9)
+    # Singular covariances (fewer samples than dimensions), as small FID sets have.
+    small_a, small_b = rng.normal(size=(20, 64)), rng.normal(loc=0.5, size=(25, 64))
+    assert relative_difference(frechet_distance_of_features(small_a, small_b), independent_frechet(small_a, small_b)) < 1e-6
+
+
+def test_kid_of_a_set_with_itself_is_near_zero_and_grows_with_a_shift():
+    rng = np.random.RandomState(2)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))  # one distribution, two samples
+    same = kernel_distance(a, b, num_subsets=20, max_subset_size=200)
+    shifted = kernel_distance(a + 1.0, b, num_subsets=20, max_subset_size=200)
+    assert abs(same.mean) < 0.05 and shifted.mean > 10 * abs(same.mean)
+    assert same.std > 0 and same.subset_size == 200
+
+
+def test_command_line_json_and_errors(metric_weights, image_folders, tmp_path):
+    generated, real = image_folders
+    done = subprocess.run(
+        [sys.executable, "-m", "metrics", "fid", str(generated), str(real), "--weights", str(metric_weights), "--json"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["metric"] == "fid" and result["n_real"] == 24
+    assert result["features"].startswith("inception:") and len(result["features_sha256"]) == 64
+    assert result["note"] == "demo features: not comparable to published numbers"
+    plain = subprocess.run(
+        [sys.executable, "-m", "metrics", "fid", str(generated), str(real), "--features", "clip",
+         "--weights", str(metric_weights)], cwd=ROOT, capture_output=True, text=True,
+    )
+    assert plain.returncode == 0 and float(plain.stdout) > 0, plain.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "metrics", "kid", str(generated), str(real), "--weights", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert missing.returncode == 2
+    assert f"{tmp_path}/inception-2015-12-05.pt" in missing.stderr and "nothing is downloaded" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_images = subprocess.run(
+        [sys.executable, "-m", "metrics", "fid", str(empty), str(real), "--weights", str(metric_weights)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert no_images.returncode == 2 and f"{empty}: no images" in no_images.stderr
