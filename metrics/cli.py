@@ -14,6 +14,7 @@ from pathlib import Path
 
 from metrics.errors import MetricError
 from metrics.extractors import load_extractor
+from metrics.feature_cache import FeatureCache
 from metrics.frechet import frechet_distance_of_features
 from metrics.images import image_files, load_rgb
 from metrics.kid import kernel_distance
@@ -27,8 +28,10 @@ def default_weights_dir() -> Path:
     return Path(os.environ.get("EVALSITE_WEIGHTS_DIR") or PROJECT_WEIGHTS)
 
 
-def folder_features(extractor, folder) -> tuple[list[Path], "object"]:
+def folder_features(extractor, folder, cache: FeatureCache | None = None):
     files = image_files(folder)
+    if cache is not None:
+        return files, cache.features(extractor, files)
     return files, extractor.features(load_rgb(file) for file in files)
 
 
@@ -48,12 +51,16 @@ def run(argv=None) -> dict:
     parser.add_argument("--kid-subsets", type=int, default=100)
     parser.add_argument("--kid-subset-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="KID's subset draws")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder to keep each image's features in (by content hash and extractor), "
+                             "so that the next run reads them instead of recomputing")
     parser.add_argument("--json", action="store_true", help="print everything as JSON")
     args = parser.parse_args(argv)
 
     extractor = load_extractor(args.features, args.weights or default_weights_dir(), device=args.device)
-    generated_files, generated = folder_features(extractor, args.generated)
-    real_files, real = folder_features(extractor, args.real)
+    cache = FeatureCache(args.cache) if args.cache else None
+    generated_files, generated = folder_features(extractor, args.generated, cache)
+    real_files, real = folder_features(extractor, args.real, cache)
     result = {
         "metric": args.metric if args.features == "inception" else f"{args.metric}_clip",
         "n_generated": len(generated_files),

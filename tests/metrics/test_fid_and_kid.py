@@ -135,3 +135,27 @@ def test_command_line_json_and_errors(metric_weights, image_folders, tmp_path):
         cwd=ROOT, capture_output=True, text=True,
     )
     assert no_images.returncode == 2 and f"{empty}: no images" in no_images.stderr
+
+
+def test_features_are_computed_once_per_image_and_extractor(metric_weights, image_folders, tmp_path):
+    from metrics.feature_cache import FeatureCache
+
+    generated, real = image_folders
+    cache = FeatureCache(tmp_path / "features")
+    extractor = InceptionExtractor(metric_weights)
+    files = image_files(generated)
+    first = cache.features(extractor, files)
+    stored = sorted((tmp_path / "features").rglob("*.npy"))
+    assert len(stored) == 24 and first.shape == (24, 2048)
+    stamps = {p: p.stat().st_mtime_ns for p in stored}
+    again = cache.features(extractor, files)
+    assert np.array_equal(first, again)
+    assert {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "features").rglob("*.npy"))} == stamps  # read, not redone
+    assert np.array_equal(first, extractor.features(load_rgb(f) for f in files))
+    # A copy of an image under another name is the same content: one entry.
+    both = cache.features(extractor, files + [files[0]])
+    assert len(list((tmp_path / "features").rglob("*.npy"))) == 24 and np.array_equal(both[-1], first[0])
+    # The CLI with --cache gives the same FID as without it.
+    cached = run(["fid", str(generated), str(real), "--weights", str(metric_weights), "--cache", str(tmp_path / "features")])
+    plain = run(["fid", str(generated), str(real), "--weights", str(metric_weights)])
+    assert cached["value"] == pytest.approx(plain["value"], rel=1e-12)
