@@ -77,9 +77,10 @@ class CancelReport:
     kept_for_others: int  # queued jobs another experiment still needs
 
 
-def experiment_evaluate(*, config: ExperimentConfig, user=None) -> EvaluateReport:
+def experiment_evaluate(*, config: ExperimentConfig, user=None, on_message=None) -> EvaluateReport:
     """Create the experiment of `config`, or bring the existing one of that name up to
-    the file; then queue every image it is missing that no job is making already."""
+    the file; then queue every image it is missing that no job is making already.
+    on_message(text) hears about slow steps (hashing new checkpoint files)."""
     dataset = dataset_get_by_reference(config.dataset)
     if dataset is None:
         raise ExperimentError(
@@ -87,7 +88,7 @@ def experiment_evaluate(*, config: ExperimentConfig, user=None) -> EvaluateRepor
             f"python manage.py import_dataset PATH --name {config.dataset.partition('@')[0]}"
         )
     # Hashing checkpoints reads files: before the transaction, which on SQLite holds the lock.
-    methods = _methods_of(config)
+    methods = _methods_of(config, on_message)
     try:
         with transaction.atomic():
             report = _apply(config, dataset, methods, user)
@@ -98,15 +99,21 @@ def experiment_evaluate(*, config: ExperimentConfig, user=None) -> EvaluateRepor
     return report
 
 
-def _methods_of(config: ExperimentConfig) -> list[tuple[MethodConfig, Method]]:
+def _methods_of(config: ExperimentConfig, on_message=None) -> list[tuple[MethodConfig, Method]]:
     problems, resolved = [], []
     for column in config.methods:
         checkpoint_hash = ""
         if column.checkpoint:
             path = resolve_checkpoint(column.checkpoint)
+
+            def on_hashing(files, size, key=column.key, path=path):
+                if on_message is not None:
+                    on_message(f"method {key!r}: hashing {files} new checkpoint file(s) in {path} "
+                               f"({size / 1e9:.2f} GB; once per version of the weights)")
+
             try:
                 validate_spec(MethodSpec(column.family, column.params, path))
-                checkpoint_hash = checkpoint_identity(path)
+                checkpoint_hash = checkpoint_identity(path, on_hashing)
             except (GeneratorError, OSError) as exc:
                 problems.append(
                     f"method {column.key!r}: {exc}\n    (a method's identity is a hash of its checkpoint's "

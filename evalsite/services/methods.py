@@ -47,9 +47,11 @@ def checkpoint_files(path: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def file_digests(files: list[Path]) -> list[str]:
+def file_digests(files: list[Path], on_hashing=None) -> list[str]:
     """sha256 of each file, from the cache while its size and mtime are unchanged (one
-    query for all of them); the others are read, hashed and added to the cache."""
+    query for all of them); the others are read, hashed and added to the cache.
+    on_hashing(files, bytes) is told before uncached files are read (gigabytes, for real
+    checkpoints: the caller shows it)."""
     keys = []
     for file in files:
         real = os.path.realpath(file)
@@ -60,6 +62,9 @@ def file_digests(files: list[Path]) -> list[str]:
         for d in FileDigest.objects.filter(path__in=[k[0] for k in keys])
     }
     fresh = []
+    uncached = [key for key in keys if key not in cached]
+    if uncached and on_hashing is not None:
+        on_hashing(len(uncached), sum(key[1] for key in uncached))
     for key in keys:
         if key not in cached:
             cached[key] = _sha256(key[0])
@@ -78,7 +83,7 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_identity(path: str | Path) -> str:
+def checkpoint_identity(path: str | Path, on_hashing=None) -> str:
     """Content identity of a checkpoint file or folder; GeneratorError when it is missing."""
     path = Path(path)
     if not path.exists():
@@ -87,7 +92,7 @@ def checkpoint_identity(path: str | Path) -> str:
     if not files:
         raise GeneratorError(f"checkpoint {path} holds no files")
     digest = hashlib.sha256()
-    for (name, _), file_hash in zip(files, file_digests([file for _, file in files])):
+    for (name, _), file_hash in zip(files, file_digests([file for _, file in files], on_hashing)):
         digest.update(f"{name}\0{file_hash}\n".encode())
     return digest.hexdigest()
 

@@ -143,8 +143,10 @@ def test_the_command_says_which_keys_changed_and_what_it_costs(ready, tmp_path, 
     call_command("evaluate", str(file))
     out = capsys.readouterr().out
     assert "experiment 'cli' created" in out and "12 image(s) in all: 0 exist, 12 to generate; 2 new job(s)" in out
+    assert "method 'pbe': hashing " in out and "once per version of the weights" in out
     call_command("evaluate", str(file))
-    assert "is up to date with its file" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "is up to date with its file" in out and "hashing" not in out  # digests are cached
     file.write_text(text.replace("num_inference_steps = 2", "num_inference_steps = 4"))
     call_command("evaluate", str(file))
     out = capsys.readouterr().out

@@ -32,7 +32,7 @@ class Command(BaseCommand):
             raise CommandError("give an experiment file (or --cancel NAME)")
         try:
             config = load_experiment_config(experiment)
-            report = experiment_evaluate(config=config)
+            report = experiment_evaluate(config=config, on_message=self.stdout.write)
         except (ExperimentConfigError, ExperimentError) as exc:
             raise CommandError(str(exc)) from None
         self._describe(report)
