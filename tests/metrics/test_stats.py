@@ -68,3 +68,25 @@ def test_fid_interval_resamples_the_generated_set_reproducibly():
     draw = np.random.default_rng(5)
     manual = [frechet_distance(gaussian_statistics(generated[draw.integers(0, 200, 200)]), real) for _ in range(30)]
     assert (first.low, first.high) == tuple(np.quantile(manual, [0.025, 0.975]))
+
+
+def test_reference_statistics_are_computed_once_and_give_the_same_distance(tmp_path):
+    from metrics.reference import ReferenceStatisticsCache
+
+    rng = np.random.default_rng(4)
+    real, generated = rng.normal(size=(120, 10)), rng.normal(loc=0.2, size=(100, 10))
+    cache = ReferenceStatisticsCache(tmp_path / "reference")
+    calls = []
+
+    def features():
+        calls.append(1)
+        return real
+
+    first = cache.get("demo@abc|inception:1234|64", features)
+    again = ReferenceStatisticsCache(tmp_path / "reference").get("demo@abc|inception:1234|64", features)
+    assert len(calls) == 1 and again.n == 120
+    assert np.array_equal(first.mu, again.mu) and np.array_equal(first.sigma_sqrt(), again.sigma_sqrt())
+    expected = frechet_distance(gaussian_statistics(generated), gaussian_statistics(real))
+    assert frechet_distance(gaussian_statistics(generated), again) == pytest.approx(expected, rel=1e-12)
+    cache.get("another key", lambda: generated)  # another key, another entry
+    assert len(list((tmp_path / "reference").glob("*.npz"))) == 2
