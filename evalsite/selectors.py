@@ -27,11 +27,14 @@ def experiment_columns(experiment: Experiment) -> list[ExperimentMethod]:
     return list(experiment.methods.select_related("method").order_by("position"))
 
 
+def jobs_for(method_ids, seeds, dataset):
+    """The jobs making (method, seed) images of `dataset`: what an experiment waits on."""
+    return GenerationJob.objects.filter(method_id__in=method_ids, dataset=dataset, seed__in=seeds)
+
+
 def experiment_jobs(experiment: Experiment, columns: list[ExperimentMethod] | None = None):
     columns = experiment_columns(experiment) if columns is None else columns
-    return GenerationJob.objects.filter(
-        method_id__in=[c.method_id for c in columns], dataset_id=experiment.dataset_id, seed__in=experiment.seeds
-    )
+    return jobs_for([c.method_id for c in columns], experiment.seeds, experiment.dataset_id)
 
 
 def experiment_outputs(experiment: Experiment, columns: list[ExperimentMethod] | None = None):

@@ -35,7 +35,7 @@ def folder_features(extractor, folder, cache: FeatureCache | None = None):
     return files, extractor.features(load_rgb(file) for file in files)
 
 
-def run(argv=None) -> dict:
+def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("metric", choices=["fid", "kid"])
@@ -55,8 +55,10 @@ def run(argv=None) -> dict:
                         help="folder to keep each image's features in (by content hash and extractor), "
                              "so that the next run reads them instead of recomputing")
     parser.add_argument("--json", action="store_true", help="print everything as JSON")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def compute(args: argparse.Namespace) -> dict:
     extractor = load_extractor(args.features, args.weights or default_weights_dir(), device=args.device)
     cache = FeatureCache(args.cache) if args.cache else None
     generated_files, generated = folder_features(extractor, args.generated, cache)
@@ -80,13 +82,18 @@ def run(argv=None) -> dict:
     return result
 
 
+def run(argv=None) -> dict:
+    return compute(parse(argv))
+
+
 def main(argv=None) -> int:
+    args = parse(argv)
     try:
-        result = run(argv)
+        result = compute(args)
     except MetricError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if "--json" in (argv if argv is not None else sys.argv[1:]):
+    if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{result['value']:.6f}" if result["metric"].startswith("fid") else f"{result['value']:.6f} ± {result['std']:.6f}")

@@ -26,7 +26,7 @@ from evalsite.models import (
     Method,
     Output,
 )
-from evalsite.selectors import dataset_get_by_reference
+from evalsite.selectors import dataset_get_by_reference, jobs_for
 from evalsite.services.methods import (
     checkpoint_identity,
     method_get_or_create,
@@ -202,7 +202,7 @@ def _cancel_unneeded(method_ids, seeds, dataset) -> int:
     needed = _needed_by_experiments(dataset)
     unneeded = [
         job_id
-        for job_id, method_id, seed in experiment_jobs_query(method_ids, seeds, dataset)
+        for job_id, method_id, seed in jobs_for(method_ids, seeds, dataset)
         .filter(status=JobStatus.QUEUED)
         .values_list("pk", "method_id", "seed")
         if (method_id, seed) not in needed
@@ -296,14 +296,10 @@ def _create_jobs(method_ids, seeds, dataset, missing, batch_size) -> list[int]:
     return [job.pk for job in jobs]
 
 
-def experiment_jobs_query(method_ids, seeds, dataset):
-    return GenerationJob.objects.filter(method_id__in=method_ids, dataset=dataset, seed__in=seeds)
-
-
 def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> list[int]:
     """Send the new jobs, and give failed and cancelled ones another try. Jobs queued
     earlier keep their message; should it be lost, the workers' sweep sends it again."""
-    jobs = experiment_jobs_query(method_ids, seeds, dataset)
+    jobs = jobs_for(method_ids, seeds, dataset)
     # Cancelled while running and still held by its worker: it simply goes on.
     jobs.filter(status=JobStatus.CANCELLED).exclude(claim="").update(status=JobStatus.RUNNING, error="")
     retry = list(
@@ -329,7 +325,7 @@ def experiment_cancel(*, name: str) -> CancelReport:
         experiment.save(update_fields=["cancelled_at", "updated_at"])
         needed = _needed_by_experiments(experiment.dataset, besides=experiment)
         method_ids = list(experiment.methods.values_list("method_id", flat=True))
-        active = experiment_jobs_query(method_ids, experiment.seeds, experiment.dataset).filter(
+        active = jobs_for(method_ids, experiment.seeds, experiment.dataset).filter(
             status__in=ACTIVE_JOB_STATUSES
         )
         to_cancel, kept = defaultdict(list), 0

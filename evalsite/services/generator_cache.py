@@ -15,7 +15,7 @@ from generators.registry import build_generator
 from generators.types import MethodSpec
 
 MAX_LOADED = 2
-_loaded: OrderedDict[str, object] = OrderedDict()
+_loaded: OrderedDict[tuple, object] = OrderedDict()
 _lock = threading.Lock()
 _device: str | None = None
 
@@ -32,10 +32,14 @@ def worker_device() -> str:
     return _device
 
 
-def _key(spec: MethodSpec, batch_invariant: bool, identity: str = "") -> str:
+def _key(spec: MethodSpec, batch_invariant: bool, identity: str = "") -> tuple:
     # The identity holds the checkpoint's content: weights rewritten at the same path are
     # loaded afresh, never served from the copy in memory.
-    return json.dumps([spec.family, spec.params, spec.checkpoint, worker_device(), batch_invariant, identity], sort_keys=True)
+    return (*_model_key(spec), batch_invariant, identity)
+
+
+def _model_key(spec: MethodSpec) -> tuple:
+    return (spec.family, json.dumps(spec.params, sort_keys=True), spec.checkpoint, worker_device())
 
 
 def generator_get(spec: MethodSpec, *, batch_invariant: bool = True, identity: str = ""):
@@ -62,8 +66,8 @@ def _release_device_memory(device: str) -> None:
 
 def generator_forget(spec: MethodSpec) -> None:
     """Drop a generator (after it ran out of memory), whatever its batch mode or identity."""
-    prefix = json.dumps([spec.family, spec.params, spec.checkpoint, worker_device()], sort_keys=True)[:-1]
+    model = _model_key(spec)
     with _lock:
-        for key in [k for k in _loaded if k.startswith(prefix)]:
+        for key in [k for k in _loaded if k[: len(model)] == model]:
             del _loaded[key]
         _release_device_memory(worker_device())
