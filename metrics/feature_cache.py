@@ -15,8 +15,13 @@ from metrics.images import load_rgb
 
 
 class FeatureCache:
+    """Counts what it computed and what it read back (`computed`, `reused`): a resumed
+    job reports how much of its work was already done."""
+
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self.computed = 0
+        self.reused = 0
 
     def _path(self, extractor, digest: str) -> Path:
         return self.folder / f"{extractor.name}-{extractor.sha256[:16]}" / digest[:2] / f"{digest}.npy"
@@ -24,6 +29,14 @@ class FeatureCache:
     def features(self, extractor, files: list[Path], on_progress=None) -> np.ndarray:
         """N x dim features of `files`, computing only those not cached yet (in batches)."""
         digests = [_file_sha256(file) for file in files]
+        return self._features(extractor, digests, lambda index: load_rgb(files[index]), on_progress)
+
+    def array_features(self, extractor, images: list[np.ndarray], on_progress=None) -> np.ndarray:
+        """The same for images in memory (crops), keyed by their pixels and shape."""
+        digests = [_array_sha256(image) for image in images]
+        return self._features(extractor, digests, lambda index: images[index], on_progress)
+
+    def _features(self, extractor, digests: list[str], load, on_progress) -> np.ndarray:
         rows: dict[int, np.ndarray] = {}
         missing = []
         for index, digest in enumerate(digests):
@@ -35,15 +48,17 @@ class FeatureCache:
         batch = max(1, extractor.batch_size)
         for start in range(0, len(missing), batch):
             chunk = missing[start : start + batch]
-            computed = extractor.features(load_rgb(files[i]) for i in chunk)
+            computed = extractor.features(load(i) for i in chunk)
             for index, row in zip(chunk, computed):
                 self._store(self._path(extractor, digests[index]), row)
                 rows[index] = row
+            self.computed += len(chunk)
             if on_progress:
-                on_progress(len(rows), len(files))
-        if not files:
+                on_progress(len(rows), len(digests))
+        self.reused += len(digests) - len(missing)
+        if not digests:
             return np.zeros((0, extractor.dim))
-        return np.stack([rows[i] for i in range(len(files))])
+        return np.stack([rows[i] for i in range(len(digests))])
 
     @staticmethod
     def _store(path: Path, row: np.ndarray) -> None:
@@ -53,6 +68,13 @@ class FeatureCache:
         with open(temp, "wb") as handle:
             np.save(handle, row)
         os.replace(temp, path)
+
+
+def _array_sha256(image: np.ndarray) -> str:
+    image = np.ascontiguousarray(image)
+    digest = hashlib.sha256(f"{image.dtype.str}{image.shape}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
 
 
 def _file_sha256(path: Path) -> str:

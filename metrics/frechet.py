@@ -57,3 +57,40 @@ def frechet_distance(generated: GaussianStatistics, real: GaussianStatistics) ->
 
 def frechet_distance_of_features(generated: np.ndarray, real: np.ndarray) -> float:
     return frechet_distance(gaussian_statistics(generated), gaussian_statistics(real))
+
+
+class FrechetAgainst:
+    """Frechet distances of many subsets (bootstrap resamples) of one generated set against
+    one real Gaussian, without a d x d eigendecomposition each.
+
+    With Xc the centred rows of a subset (n of them), S1 = Xc^T Xc / (n - 1), and
+    R S1 R = Z^T Z / (n - 1) with Z = Xc R: its non-zero eigenvalues are those of the n x n
+    Gram matrix Z Z^T / (n - 1). Centring commutes with the product by R, so every row is
+    multiplied by R once, and a subset costs n^2 d instead of d^3. The same number as
+    frechet_distance algebraically, and more exact when n < d: the d x d form also sums
+    the square roots of d - n + 1 rounding-noise eigenvalues (about 1e-7 relative at
+    n = 12, d = 2048). With n >= d the d x d form is the cheaper one and is used.
+    """
+
+    def __init__(self, generated: np.ndarray, real: GaussianStatistics):
+        self.features = np.asarray(generated, dtype=np.float64)
+        if self.features.ndim != 2 or self.features.shape[1] != real.mu.shape[0]:
+            raise MetricError(f"feature sizes differ: {self.features.shape} and {real.mu.shape}")
+        self.real = real
+        self.projected = self.features @ real.sigma_sqrt() if self.features.shape[0] < self.features.shape[1] else None
+        self._real_trace = float(np.trace(real.sigma))
+
+    def distance(self, rows: np.ndarray) -> float:
+        n = len(rows)
+        if n < 2:
+            raise MetricError(f"need at least 2 feature vectors to fit a Gaussian, got {n}")
+        subset = self.features[rows]
+        if n >= subset.shape[1]:
+            return frechet_distance(gaussian_statistics(subset), self.real)
+        mean = subset.mean(axis=0)
+        centred = self.projected[rows] - self.projected[rows].mean(axis=0)
+        gram = centred @ centred.T / (n - 1)
+        trace_sqrt = np.sqrt(np.clip(linalg.eigvalsh(gram), 0, None)).sum()
+        trace_generated = float(((subset - mean) ** 2).sum()) / (n - 1)
+        diff = mean - self.real.mu
+        return float(diff.dot(diff) + trace_generated + self._real_trace - 2 * trace_sqrt)

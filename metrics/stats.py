@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 from metrics.errors import MetricError
-from metrics.frechet import GaussianStatistics, frechet_distance, gaussian_statistics
+from metrics.frechet import FrechetAgainst, GaussianStatistics, frechet_distance, gaussian_statistics
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,8 @@ def bootstrap_frechet(generated: np.ndarray, real: GaussianStatistics, *, n_resa
     value = frechet_distance(gaussian_statistics(generated), real)
     rng = np.random.default_rng(seed)
     n = generated.shape[0]
-    draws = [
-        frechet_distance(gaussian_statistics(generated[rng.integers(0, n, n)]), real) for _ in range(n_resamples)
-    ]
+    against = FrechetAgainst(generated, real)
+    draws = [against.distance(rng.integers(0, n, n)) for _ in range(n_resamples)]
     tail = (1 - confidence) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
     return Interval(value, float(low), float(high), n, confidence,

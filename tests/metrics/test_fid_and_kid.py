@@ -148,7 +148,9 @@ def test_features_are_computed_once_per_image_and_extractor(metric_weights, imag
     stored = sorted((tmp_path / "features").rglob("*.npy"))
     assert len(stored) == 24 and first.shape == (24, 2048)
     stamps = {p: p.stat().st_mtime_ns for p in stored}
+    assert (cache.computed, cache.reused) == (24, 0)
     again = cache.features(extractor, files)
+    assert (cache.computed, cache.reused) == (24, 24)
     assert np.array_equal(first, again)
     assert {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "features").rglob("*.npy"))} == stamps  # read, not redone
     assert np.array_equal(first, extractor.features(load_rgb(f) for f in files))
@@ -159,3 +161,17 @@ def test_features_are_computed_once_per_image_and_extractor(metric_weights, imag
     cached = run(["fid", str(generated), str(real), "--weights", str(metric_weights), "--cache", str(tmp_path / "features")])
     plain = run(["fid", str(generated), str(real), "--weights", str(metric_weights)])
     assert cached["value"] == pytest.approx(plain["value"], rel=1e-12)
+
+
+def test_images_in_memory_are_cached_by_their_pixels(metric_weights, tmp_path):
+    from metrics.feature_cache import FeatureCache
+
+    cache = FeatureCache(tmp_path / "features")
+    extractor = InceptionExtractor(metric_weights)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (h, 20, 3), dtype=np.uint8) for h in (10, 30, 31)]
+    first = cache.array_features(extractor, crops)
+    assert np.array_equal(first, extractor.features(crops)) and cache.computed == 3
+    # Same pixels again: read back. Same bytes in another shape: another image.
+    again = cache.array_features(extractor, [crops[1], crops[1].reshape(20, 30, 3)])
+    assert np.array_equal(again[0], first[1]) and (cache.computed, cache.reused) == (4, 1)
