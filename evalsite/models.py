@@ -145,14 +145,9 @@ class JobStatus(models.TextChoices):
 ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-class GenerationJob(models.Model):
-    """A batch of one dataset's samples for one method and seed. Jobs belong to the
-    method, not to an experiment: every experiment that needs these images waits on it."""
+class JobRow(models.Model):
+    """What every job row has: its state, who holds it and since when (jobs.py)."""
 
-    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="jobs")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="jobs")
-    seed = models.BigIntegerField()
-    samples = models.ManyToManyField(Sample, related_name="jobs")
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     progress_done = models.PositiveIntegerField(default=0)
@@ -169,6 +164,25 @@ class GenerationJob(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
+        abstract = True
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class GenerationJob(JobRow):
+    """A batch of one dataset's samples for one method and seed. Jobs belong to the
+    method, not to an experiment: every experiment that needs these images waits on it."""
+
+    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="jobs")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="jobs")
+    seed = models.BigIntegerField()
+    samples = models.ManyToManyField(Sample, related_name="jobs")
+
+    class Meta:
         ordering = ["id"]
         indexes = [
             models.Index(fields=["status", "heartbeat_at"]),
@@ -178,12 +192,6 @@ class GenerationJob(models.Model):
 
     def __str__(self):
         return f"job {self.pk} (method {self.method_id}, seed {self.seed}, {self.status})"
-
-    @property
-    def seconds(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
 
 
 class Output(models.Model):
@@ -234,3 +242,71 @@ class Worker(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class MetricJob(JobRow):
+    """Computing an experiment's metrics: the scores its table is missing. Resumable: a
+    score row, once written, is final, and features are cached per image on disk."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="metric_jobs")
+    stage = models.CharField(max_length=300, blank=True, help_text="What it is doing now, for the page and the CLI")
+    # Of the last attempt: what it computed, and what it found done (by an earlier attempt,
+    # another experiment's job, or the feature cache).
+    scores_computed = models.PositiveIntegerField(default=0)
+    scores_reused = models.PositiveIntegerField(default=0)
+    features_computed = models.PositiveIntegerField(default=0)
+    features_reused = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"]), models.Index(fields=["status", "queued_at"])]
+
+    def __str__(self):
+        return f"metric job {self.pk} ({self.experiment}, {self.status})"
+
+
+class Score(models.Model):
+    """One number of a comparison table and how it was made. Keyed by the method identity,
+    the metric, its scope (the samples, seeds and real set it was computed on) and the
+    extractor's weights: experiments that score the same method the same way share it."""
+
+    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="scores")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="scores")
+    metric = models.CharField(max_length=30)  # clip_score, fid, fid_clip, kid
+    scope = models.CharField(max_length=64, help_text="sha256 of what the number depends on besides the method")
+    value = models.FloatField()
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    std = models.FloatField(null=True, blank=True, help_text="KID: standard deviation over its subsets")
+    n_generated = models.PositiveIntegerField()
+    n_real = models.PositiveIntegerField(null=True, blank=True)
+    extractor = models.CharField(max_length=100)
+    extractor_sha256 = models.CharField(max_length=64)
+    protocol = models.TextField()
+    seeds = models.JSONField()
+    stand_in = models.BooleanField(default=False, help_text="Made with the project's stand-in weights (demo)")
+    provenance = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["method", "metric", "scope", "extractor_sha256"], name="one_score_per_key")
+        ]
+        ordering = ["method", "metric"]
+
+    def __str__(self):
+        return f"{self.metric} {self.value:.4g} ({self.method})"
+
+
+class SampleScore(models.Model):
+    """A per-image value behind a score (region CLIP score), for paired tests and for
+    finding the failures."""
+
+    score = models.ForeignKey(Score, on_delete=models.CASCADE, related_name="per_sample")
+    sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="+")
+    seed = models.BigIntegerField()
+    output = models.ForeignKey(Output, null=True, on_delete=models.SET_NULL, related_name="+")
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["score", "sample", "seed"], name="one_value_per_score_sample_seed")]

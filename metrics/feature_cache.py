@@ -45,9 +45,14 @@ class FeatureCache:
                 rows[index] = np.load(path)
             else:
                 missing.append(index)
+        # An image met twice in one call (copy-paste ignores the seed) is computed once.
+        first_of: dict[str, int] = {}
+        for index in missing:
+            first_of.setdefault(digests[index], index)
+        distinct = list(first_of.values())
         batch = max(1, extractor.batch_size)
-        for start in range(0, len(missing), batch):
-            chunk = missing[start : start + batch]
+        for start in range(0, len(distinct), batch):
+            chunk = distinct[start : start + batch]
             computed = extractor.features(load(i) for i in chunk)
             for index, row in zip(chunk, computed):
                 self._store(self._path(extractor, digests[index]), row)
@@ -55,7 +60,9 @@ class FeatureCache:
             self.computed += len(chunk)
             if on_progress:
                 on_progress(len(rows), len(digests))
-        self.reused += len(digests) - len(missing)
+        for index in missing:
+            rows.setdefault(index, rows[first_of[digests[index]]])
+        self.reused += len(digests) - len(distinct)
         if not digests:
             return np.zeros((0, extractor.dim))
         return np.stack([rows[i] for i in range(len(digests))])

@@ -2,6 +2,7 @@
 dataset, and real Celery worker processes pointed at the test database."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from evalsite.experiment_config import parse_experiment_config
 from evalsite.services.datasets import dataset_import
 from evalsite.services.experiments import experiment_evaluate
 from generators.tiny import build_all as build_tiny_checkpoints
+from metrics.standins import build_all as build_metric_stand_ins
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +59,7 @@ def purge_queues():
 def tiny_weights(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("weights")
     build_tiny_checkpoints(folder / "tiny")
+    build_metric_stand_ins(folder)
     return folder
 
 
@@ -163,6 +166,7 @@ num_inference_steps = {steps}
 guidance_scale = 5.0
 resolution = {resolution}
 batch_size = {batch_size}
+metrics = {metrics}
 
 [[methods]]
 key = "copy_paste"
@@ -182,9 +186,11 @@ def demo_dataset(media_root, demo_dataset_dir):
 
 @pytest.fixture
 def make_experiment(demo_dataset, weights_dir):
-    def make(name="tiny", seeds=(0,), batch_size=4, checkpoint="tiny/pbe", steps=2, resolution=64):
+    def make(name="tiny", seeds=(0,), batch_size=4, checkpoint="tiny/pbe", steps=2, resolution=64,
+             metrics=("clip_score", "fid")):
         text = TINY_EXPERIMENT.format(
-            name=name, seeds=list(seeds), batch_size=batch_size, checkpoint=checkpoint, steps=steps, resolution=resolution
+            name=name, seeds=list(seeds), batch_size=batch_size, checkpoint=checkpoint, steps=steps,
+            resolution=resolution, metrics=json.dumps(list(metrics)),
         )
         return experiment_evaluate(config=parse_experiment_config(text)).experiment
 

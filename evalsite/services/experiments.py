@@ -27,6 +27,7 @@ from evalsite.models import (
     Output,
 )
 from evalsite.selectors import dataset_get_by_reference, jobs_for
+from evalsite.services.metric_jobs import metrics_request
 from evalsite.services.methods import (
     checkpoint_identity,
     method_get_or_create,
@@ -63,6 +64,7 @@ class EvaluateReport:
     jobs_created: int = 0
     jobs_sent: list[int] = field(default_factory=list)
     jobs_cancelled: int = 0  # queued for removed methods or seeds, needed by no experiment
+    metric_job: int | None = None  # queued now because every image already exists
 
     @property
     def unchanged(self) -> bool:
@@ -194,6 +196,12 @@ def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> Evaluat
     report.jobs_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs)
     if report.changes or report.seeds_removed:
         report.jobs_cancelled = _cancel_unneeded(previous_method_ids, previous_seeds, dataset)
+    if config.metrics and not jobs_for(method_ids, list(config.seeds), dataset).filter(
+        status__in=ACTIVE_JOB_STATUSES
+    ).exists():
+        # Nothing left to generate (every image exists): no job's end will queue the
+        # metrics, so they are queued now.
+        report.metric_job = metrics_request(experiment=experiment)[0].pk
     return report
 
 

@@ -22,6 +22,7 @@ from evalsite.services.jobs import (
     job_stop_cancelled,
     new_claim_token,
 )
+from evalsite.services.metric_jobs import metrics_request_when_generated
 from evalsite.services.methods import (
     method_check_checkpoint,
     method_generation_settings,
@@ -107,7 +108,17 @@ def job_run(*, job_id: int) -> JobReport:
             report.status = "claim-lost"
         return report
     report.status = "failed" if error else "succeeded"
+    _request_metrics(job)
     return report
+
+
+def _request_metrics(job: GenerationJob) -> None:
+    """The last job of an experiment to end queues its metrics; a problem doing so is
+    logged, never charged to the images this job made."""
+    try:
+        metrics_request_when_generated(method_id=job.method_id, dataset_id=job.dataset_id)
+    except Exception:
+        log.exception("job %s: could not queue the metrics of its experiments; run compute_metrics", job.pk)
 
 
 def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbeat: Heartbeat, report: JobReport) -> None:

@@ -1,4 +1,5 @@
-"""The job life cycle on the rows: claim, heartbeat, finish, fail, and the recovery sweep.
+"""The job life cycle on the rows: claim, heartbeat, finish, fail, and the recovery sweep,
+for both kinds of job (generation and metrics; `model` says which).
 
 The rows are what recovery trusts: a killed worker's broker message may be gone (the
 filesystem broker deletes it on fetch) or held for the whole visibility timeout (Redis).
@@ -19,9 +20,9 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
-from evalsite.dispatch import send_generation_job
-from evalsite.models import GenerationJob, JobStatus
-from evalsite.queues import GPU_QUEUE
+from evalsite.dispatch import send_generation_job, send_metric_job
+from evalsite.models import GenerationJob, JobStatus, MetricJob
+from evalsite.queues import CPU_QUEUE, GPU_QUEUE
 from evalsite.services.broker import broker_queue_size
 
 log = logging.getLogger(__name__)
@@ -35,31 +36,38 @@ def _stale_cutoff():
     return Now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS)
 
 
-def _gave_up_message(job: GenerationJob) -> str:
+# Per kind of job: what the claim brings along, how it is sent, its queue, how to retry.
+_KINDS = {
+    GenerationJob: (("method",), send_generation_job, GPU_QUEUE, "run `evaluate` again"),
+    MetricJob: (("experiment",), send_metric_job, CPU_QUEUE, "run `compute_metrics` again"),
+}
+
+
+def _gave_up_message(job) -> str:
     return (
         f"the worker stopped {job.attempts} time(s) while running this job (killed, out of host "
         f"memory, or crashed; last worker {job.claim or 'unknown'}); see that worker's log, fix the "
-        f"cause, then run `evaluate` again to retry"
+        f"cause, then {_KINDS[type(job)][3]} to retry"
     )
 
 
-def job_claim(*, job_id: int, token: str) -> GenerationJob | None:
+def job_claim(*, job_id: int, token: str, model=GenerationJob):
     """Take the job for this worker, or None when it is finished, failed, cancelled, or
     held by a worker whose heartbeat is still fresh (a duplicate or redelivered message)."""
     with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().filter(pk=job_id).first()
+        job = model.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
-            log.warning("job %s no longer exists; message dropped", job_id)
+            log.warning("%s %s no longer exists; message dropped", model.__name__, job_id)
             return None
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             return None
         if job.status == JobStatus.RUNNING:
-            if GenerationJob.objects.filter(pk=job_id, heartbeat_at__gte=_stale_cutoff()).exists():
+            if model.objects.filter(pk=job_id, heartbeat_at__gte=_stale_cutoff()).exists():
                 return None
             if job.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
                 _fail(job, _gave_up_message(job))
                 return None
-        GenerationJob.objects.filter(pk=job_id).update(
+        model.objects.filter(pk=job_id).update(
             status=JobStatus.RUNNING,
             claim=token,
             attempts=F("attempts") + 1,
@@ -70,14 +78,12 @@ def job_claim(*, job_id: int, token: str) -> GenerationJob | None:
         )
         # The method comes with the job: nothing between the claim and the heartbeat
         # needs the database again.
-        return GenerationJob.objects.select_related("method").get(pk=job_id)
+        return model.objects.select_related(*_KINDS[model][0]).get(pk=job_id)
 
 
-def job_heartbeat(*, job_id: int, token: str) -> bool:
+def job_heartbeat(*, job_id: int, token: str, model=GenerationJob) -> bool:
     """False when the claim was lost (the sweep handed the job to someone else)."""
-    return bool(
-        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(heartbeat_at=Now())
-    )
+    return bool(model.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(heartbeat_at=Now()))
 
 
 def job_may_write(*, job_id: int, token: str) -> bool:
@@ -99,9 +105,9 @@ def job_progress(*, job_id: int, token: str, done: int) -> bool:
     )
 
 
-def job_finish(*, job_id: int, token: str, error: str = "") -> bool:
+def job_finish(*, job_id: int, token: str, error: str = "", model=GenerationJob) -> bool:
     return bool(
-        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
+        model.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
             status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
             claim="",
             error=error,
@@ -120,28 +126,28 @@ def job_stop_cancelled(*, job_id: int, token: str, done: int) -> bool:
     )
 
 
-def job_release(*, job_id: int, token: str) -> bool:
+def job_release(*, job_id: int, token: str, model=GenerationJob) -> bool:
     """Hand the job back to the queue (a transient error; the task will be retried, and
     the sweep re-sends it should the retry message be lost)."""
     return bool(
-        GenerationJob.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
+        model.objects.filter(pk=job_id, claim=token, status=JobStatus.RUNNING).update(
             status=JobStatus.QUEUED, claim="", queued_at=Now()
         )
     )
 
 
-def job_fail_queued(*, job_id: int, message: str) -> bool:
+def job_fail_queued(*, job_id: int, message: str, model=GenerationJob) -> bool:
     """Fail a job that waits in the queue (its transient-error retries ran out); a job
     some worker has claimed again meanwhile is left to that worker."""
     return bool(
-        GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, claim="").update(
+        model.objects.filter(pk=job_id, status=JobStatus.QUEUED, claim="").update(
             status=JobStatus.FAILED, error=message, finished_at=Now()
         )
     )
 
 
-def _fail(job: GenerationJob, message: str) -> None:
-    GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
+def _fail(job, message: str) -> None:
+    type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
         status=JobStatus.FAILED, claim="", error=message, finished_at=Now()
     )
 
@@ -149,35 +155,42 @@ def _fail(job: GenerationJob, message: str) -> None:
 def jobs_recover() -> list[int]:
     """Re-queue running jobs whose worker went silent (or fail them after
     EVALSITE_MAX_ATTEMPTS), and re-send queued jobs whose message was lost: queued for
-    longer than EVALSITE_STALE_SECONDS while the broker's gpu queue is empty. Duplicate
-    messages are harmless: a job is claimed once."""
+    longer than EVALSITE_STALE_SECONDS while the broker's queue is empty. Duplicate
+    messages are harmless: a job is claimed once. Generation and metric jobs alike."""
+    acted: list[int] = []
+    for model, (_, send, queue, _) in _KINDS.items():
+        acted += _recover(model, send, queue)
+    return acted
+
+
+def _recover(model, send, queue) -> list[int]:
     acted: list[int] = []
     with transaction.atomic():
-        silent = GenerationJob.objects.select_for_update(skip_locked=True).filter(
+        silent = model.objects.select_for_update(skip_locked=True).filter(
             status=JobStatus.RUNNING, heartbeat_at__lt=_stale_cutoff()
         )
         for job in silent:
             acted.append(job.pk)
             if job.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
-                log.error("job %s: giving up after %s attempts", job.pk, job.attempts)
+                log.error("%s: giving up after %s attempts", job, job.attempts)
                 _fail(job, _gave_up_message(job))
                 continue
-            log.warning("job %s: worker %s silent since %s; re-queuing", job.pk, job.claim, job.heartbeat_at)
-            GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
+            log.warning("%s: worker %s silent since %s; re-queuing", job, job.claim, job.heartbeat_at)
+            model.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
                 status=JobStatus.QUEUED,
                 claim="",
                 queued_at=Now(),
                 error=f"re-queued: worker {job.claim} went silent (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)",
             )
-            send_generation_job(job.pk)
+            send(job.pk)
 
-    waiting = GenerationJob.objects.filter(status=JobStatus.QUEUED, queued_at__lt=_stale_cutoff())
-    if waiting.exists() and broker_queue_size(GPU_QUEUE) == 0:
+    waiting = model.objects.filter(status=JobStatus.QUEUED, queued_at__lt=_stale_cutoff())
+    if waiting.exists() and broker_queue_size(queue) == 0:
         with transaction.atomic():
             for job in waiting.select_for_update(skip_locked=True):
-                log.warning("job %s: queued but its message is gone; sending it again", job.pk)
-                GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(queued_at=Now())
-                send_generation_job(job.pk)
+                log.warning("%s: queued but its message is gone; sending it again", job)
+                model.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(queued_at=Now())
+                send(job.pk)
                 acted.append(job.pk)
     return acted
 
@@ -186,7 +199,8 @@ class Heartbeat:
     """Beats for a running job from a side thread, so that a long batch on the GPU
     still looks alive. `lost` turns true when the claim is no longer ours."""
 
-    def __init__(self, *, job_id: int, token: str, interval: float | None = None):
+    def __init__(self, *, job_id: int, token: str, interval: float | None = None, model=GenerationJob):
+        self.model = model
         self.job_id = job_id
         self.token = token
         self.interval = interval or settings.EVALSITE_HEARTBEAT_SECONDS
@@ -206,7 +220,7 @@ class Heartbeat:
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    if not job_heartbeat(job_id=self.job_id, token=self.token):
+                    if not job_heartbeat(job_id=self.job_id, token=self.token, model=self.model):
                         self.lost = True
                         return
                 except Exception:  # a database blip must not kill the beat
@@ -216,8 +230,8 @@ class Heartbeat:
             connection.close()
 
 
-def transient_gave_up_message(exc: BaseException, retries: int) -> str:
+def transient_gave_up_message(exc: BaseException, retries: int, model=GenerationJob) -> str:
     return (
         f"gave up after {retries} retries of a database error ({type(exc).__name__}: {exc}); check that "
-        f"the workers reach the database (DATABASE_URL), then run `evaluate` again to retry"
+        f"the workers reach the database (DATABASE_URL), then {_KINDS[model][3]} to retry"
     )

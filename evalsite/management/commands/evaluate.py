@@ -1,7 +1,5 @@
-import sys
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -9,8 +7,7 @@ from evalsite import selectors
 from evalsite.experiment_config import ExperimentConfigError, load_experiment_config
 from evalsite.models import JobStatus
 from evalsite.services.experiments import EvaluateReport, ExperimentError, experiment_cancel, experiment_evaluate
-from evalsite.services.jobs import jobs_recover
-from evalsite.services.workers import any_worker_alive
+from evalsite.management.waiting import WorkerWatch
 from evalsite.worker_process import manage_py_command
 
 
@@ -67,6 +64,8 @@ class Command(BaseCommand):
             f"generate; {report.jobs_created} new job(s), {len(report.jobs_sent)} job(s) sent"
             + (f"; {report.jobs_cancelled} queued job(s) no longer needed were cancelled" if report.jobs_cancelled else "")
         )
+        if report.metric_job:
+            self.stdout.write(f"every image exists: metric job {report.metric_job} queued")
 
     def _cancel(self, name: str) -> None:
         try:
@@ -81,12 +80,7 @@ class Command(BaseCommand):
         )
 
     def _wait(self, experiment, timeout, quiet):
-        started = time.monotonic()
-        next_check = started  # the recovery sweep and worker liveness, now and then
-        # A worker started a moment ago (the demo's) reports once it is up: no verdict
-        # before the window in which a live worker must have reported.
-        verdict_from = started + 3 * settings.EVALSITE_HEARTBEAT_SECONDS
-        warned = False
+        watch = WorkerWatch(self.style)
         progress = selectors.experiment_progress(experiment)
         with tqdm(total=progress.expected, initial=progress.done, unit="img", desc=experiment.name, disable=quiet) as bar:
             while True:
@@ -96,21 +90,8 @@ class Command(BaseCommand):
                 bar.set_postfix(running=running, failed=progress.jobs_by_status.get(JobStatus.FAILED, 0))
                 if progress.finished:
                     break
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + settings.EVALSITE_HEARTBEAT_SECONDS
-                    # The jobs of a dead worker are queued again even when no worker sweeps.
-                    jobs_recover()
-                    alive = now < verdict_from or any_worker_alive()
-                    if not alive and not warned:
-                        bar.write(self.style.WARNING(
-                            f"no worker is running (none reported in the last "
-                            f"{3 * settings.EVALSITE_HEARTBEAT_SECONDS:.0f} s, none answered a ping); the jobs wait "
-                            f"in the queue. Start one in another terminal with:\n    {manage_py_command('worker')}"
-                            f"\n  (or: make worker)"
-                        ), file=sys.stderr)
-                    warned = not alive
-                if timeout is not None and now - started > timeout:
+                watch.tick(bar)
+                if timeout is not None and watch.waited() > timeout:
                     raise CommandError(f"gave up waiting after {timeout:.0f} s; the jobs go on in the workers")
                 time.sleep(0.5)
         failures = list(selectors.experiment_failures(experiment))
@@ -123,3 +104,6 @@ class Command(BaseCommand):
         if progress.status == "cancelled":
             raise CommandError(f"experiment {experiment.name!r} was cancelled with {progress.done} of {progress.expected} images")
         self.stdout.write(self.style.SUCCESS(f"all {progress.done} images generated"))
+        if experiment.metrics:
+            self.stdout.write(f"the metrics ({', '.join(experiment.metrics)}) are computed next on a worker; follow with:"
+                              f"\n    {manage_py_command('compute_metrics', experiment.name, '--wait')}")
