@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from evalsite.models import Dataset, Experiment, ExperimentMethod, GenerationJob, Method, Output, Sample, Worker
+from evalsite.models import (
+    Dataset, Experiment, ExperimentMethod, GenerationJob, Method, MetricJob, Output, Sample, Score, Worker,
+)
 
 
 @admin.register(Dataset)
@@ -54,3 +56,26 @@ class OutputAdmin(admin.ModelAdmin):
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
     list_display = ("name", "queues", "device", "started_at", "seen_at")
+
+
+@admin.register(MetricJob)
+class MetricJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "experiment", "status", "stage", "progress_done", "progress_total", "scores_computed",
+                    "scores_reused", "features_computed", "features_reused", "attempts", "heartbeat_at")
+    list_filter = ("status",)
+    raw_id_fields = ("experiment",)
+    readonly_fields = ("claim", "heartbeat_at", "started_at", "finished_at")
+
+
+@admin.register(Score)
+class ScoreAdmin(admin.ModelAdmin):
+    """Every stored number with its provenance (read-only: numbers are computed, not typed)."""
+
+    list_display = ("id", "metric", "value", "ci_low", "ci_high", "std", "n_generated", "n_real", "method", "extractor",
+                    "stand_in", "computed_at")
+    list_filter = ("metric", "stand_in", "method__family")
+    search_fields = ("method__identity", "extractor_sha256", "scope")
+    raw_id_fields = ("method", "dataset")
+
+    def has_change_permission(self, request, obj=None):
+        return False

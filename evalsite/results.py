@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.db.models import Count
 
 from evalsite.models import Dataset, Experiment, ExperimentMethod, MetricJob, Output, Sample, SampleScore, Score
 from evalsite.selectors import experiment_columns, experiment_outputs
@@ -38,9 +39,8 @@ class Scope:
     columns: list[ExperimentMethod]
     samples: list[Sample]
     seeds: list[int]
-    # (method id, sample pk, seed) -> output
-    outputs: dict[tuple[int, int, int], Output] = field(repr=False)
     samples_in_dataset: int = 0
+    _keys: dict = field(default_factory=dict, repr=False)
 
     @property
     def dataset(self) -> Dataset:
@@ -51,36 +51,43 @@ class Scope:
         return self.experiment.resolution
 
     def key(self, metric: str) -> str:
-        payload = {
-            "protocol_version": PROTOCOL_VERSION,
-            "metric": metric,
-            "dataset": self.dataset.content_hash,
-            "samples": sorted(s.pk for s in self.samples),
-            "seeds": sorted(self.seeds),
-            "resolution": self.resolution,
-            "settings": {"clip_score": CLIP_BOOTSTRAP, "fid": FID_BOOTSTRAP, "fid_clip": FID_BOOTSTRAP,
-                         "kid": KID_SUBSETS}.get(metric),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        if metric not in self._keys:
+            payload = {
+                "protocol_version": PROTOCOL_VERSION,
+                "metric": metric,
+                "dataset": self.dataset.content_hash,
+                "samples": sorted(s.pk for s in self.samples),
+                "seeds": sorted(self.seeds),
+                "resolution": self.resolution,
+                "settings": {"clip_score": CLIP_BOOTSTRAP, "fid": FID_BOOTSTRAP, "fid_clip": FID_BOOTSTRAP,
+                             "kid": KID_SUBSETS}.get(metric),
+            }
+            self._keys[metric] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return self._keys[metric]
 
     def outputs_of(self, method_id: int) -> list[Output]:
         """Sample-major, seeds in order: row i * len(seeds) + j is sample i, seed j."""
-        return [self.outputs[(method_id, sample.pk, seed)] for sample in self.samples for seed in self.seeds]
+        found = {
+            (o.sample_id, o.seed): o
+            for o in Output.objects.filter(
+                method_id=method_id, seed__in=self.seeds, sample__dataset_id=self.experiment.dataset_id
+            ).select_related("sample")
+        }
+        return [found[(sample.pk, seed)] for sample in self.samples for seed in self.seeds]
 
 
 def scope_of(experiment: Experiment) -> Scope:
+    """Two queries whatever the size: the samples with a complete set of outputs are
+    counted by the database."""
     columns = experiment_columns(experiment)
     seeds = sorted(experiment.seeds)
-    outputs = {
-        (o.method_id, o.sample_id, o.seed): o
-        for o in experiment_outputs(experiment, columns).select_related("sample")
-    }
-    complete: dict[int, int] = {}
-    for method_id, sample_id, _ in outputs:
-        complete[sample_id] = complete.get(sample_id, 0) + 1
     wanted = len({c.method_id for c in columns}) * len(seeds)
-    samples = list(Sample.objects.filter(pk__in=[pk for pk, n in complete.items() if n == wanted]).order_by("sample_id"))
-    return Scope(experiment=experiment, columns=columns, samples=samples, seeds=seeds, outputs=outputs,
+    complete = (
+        experiment_outputs(experiment, columns).values("sample_id").annotate(n=Count("id")).filter(n=wanted)
+        .values("sample_id")
+    )
+    samples = list(Sample.objects.filter(pk__in=complete).order_by("sample_id")) if wanted else []
+    return Scope(experiment=experiment, columns=columns, samples=samples, seeds=seeds,
                  samples_in_dataset=experiment.dataset.samples.count())
 
 
@@ -167,11 +174,11 @@ def experiment_results(experiment: Experiment, scope: Scope | None = None) -> Re
     metrics = [m for m in experiment.metrics if m in PROTOCOLS]
     columns = [Column(m, PROTOCOLS[m]) for m in metrics]
     rows = [Row(c.key, c, {}) for c in scope.columns]
+    latest = _latest_scores(scope, metrics)
     missing = []
     for column in columns:
-        key = scope.key(column.metric)
         for row in rows:
-            score = score_find(method_id=row.column.method_id, metric=column.metric, scope_key=key)
+            score = latest.get((row.column.method_id, column.metric))
             row.cells[column.metric] = Cell(score) if score else None
             if score is None:
                 missing.append(f"{column.label} of {row.key}")
@@ -185,6 +192,18 @@ def experiment_results(experiment: Experiment, scope: Scope | None = None) -> Re
         _mark_significance(table, scope)
     table.notes = _notes(table)
     return table
+
+
+def _latest_scores(scope: Scope, metrics: list[str]) -> dict[tuple[int, str], Score]:
+    """The newest score of each (method, metric) on this scope, in one query (a score is
+    recomputed when the extractor's weights change; the newest is shown)."""
+    if not metrics or not scope.columns:
+        return {}
+    keys = {scope.key(metric): metric for metric in metrics}
+    scores = Score.objects.filter(
+        method_id__in={c.method_id for c in scope.columns}, metric__in=metrics, scope__in=list(keys)
+    ).order_by("computed_at", "id")
+    return {(score.method_id, score.metric): score for score in scores if keys[score.scope] == score.metric}
 
 
 def _mark_best(column: Column, rows: list[Row]) -> None:
@@ -202,7 +221,8 @@ def _mark_significance(table: ResultsTable, scope: Scope) -> None:
     cells = {row.key: row.cells.get("clip_score") for row in table.rows}
     if len(cells) < 2 or not all(cells.values()) or len(scope.samples) < 2:
         return
-    per_method = {key: per_sample_grid(cell.score, scope) for key, cell in cells.items()}
+    grids = per_sample_grids([cell.score for cell in cells.values()], scope)
+    per_method = {key: grids.get(cell.score.pk) for key, cell in cells.items()}
     if any(grid is None for grid in per_method.values()):
         return
     try:
@@ -214,13 +234,20 @@ def _mark_significance(table: ResultsTable, scope: Scope) -> None:
         cells[test.method].worse = test.significantly_worse
 
 
-def per_sample_grid(score: Score, scope: Scope) -> np.ndarray | None:
-    """(samples, seeds) values in the scope's order, or None when they do not line up."""
-    values = {(s.sample_id, s.seed): s.value for s in SampleScore.objects.filter(score=score)}
-    try:
-        return np.array([[values[(sample.pk, seed)] for seed in scope.seeds] for sample in scope.samples])
-    except KeyError:
-        return None
+def per_sample_grids(scores: list[Score], scope: Scope) -> dict[int, np.ndarray]:
+    """score pk -> its (samples, seeds) values in the scope's order, in one query; a score
+    whose values do not line up with the scope is left out."""
+    values: dict[int, dict] = {score.pk: {} for score in scores}
+    rows = SampleScore.objects.filter(score_id__in=list(values)).values_list("score_id", "sample_id", "seed", "value")
+    for score_id, sample_id, seed, value in rows.iterator(chunk_size=5000):
+        values[score_id][(sample_id, seed)] = value
+    grids = {}
+    for score_id, by_key in values.items():
+        try:
+            grids[score_id] = np.array([[by_key[(s.pk, seed)] for seed in scope.seeds] for s in scope.samples])
+        except KeyError:
+            continue
+    return grids
 
 
 def _notes(table: ResultsTable) -> list[str]:

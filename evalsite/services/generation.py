@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 
 from evalsite.models import GenerationJob, JobStatus, Output, Sample
 from evalsite.services.generator_cache import generator_forget, generator_get, worker_device
@@ -101,22 +101,30 @@ def job_run(*, job_id: int) -> JobReport:
                 f"({type(exc).__name__}: {exc}); the worker log has the traceback"
             )
     error = "\n".join(report.problems)
-    if not job_finish(job_id=job_id, token=token, error=error):
+    # The job's end and its experiments' metric jobs commit together: whoever sees the
+    # generation finished (the page, `evaluate --wait`) also sees the metrics queued.
+    with transaction.atomic():
+        finished = job_finish(job_id=job_id, token=token, error=error)
+        if finished:
+            _request_metrics(job)
+    if not finished:
         if job_stop_cancelled(job_id=job_id, token=token, done=report.generated + report.skipped_existing):
             report.status = "cancelled"
         else:
             report.status = "claim-lost"
         return report
     report.status = "failed" if error else "succeeded"
-    _request_metrics(job)
     return report
 
 
 def _request_metrics(job: GenerationJob) -> None:
     """The last job of an experiment to end queues its metrics; a problem doing so is
-    logged, never charged to the images this job made."""
+    logged (and rolled back alone), never charged to the images this job made."""
     try:
-        metrics_request_when_generated(method_id=job.method_id, dataset_id=job.dataset_id)
+        with transaction.atomic():
+            metrics_request_when_generated(method_id=job.method_id, dataset_id=job.dataset_id)
+    except (OperationalError, InterfaceError):
+        raise
     except Exception:
         log.exception("job %s: could not queue the metrics of its experiments; run compute_metrics", job.pk)
 

@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models.functions import Now
 
 from evalsite.dispatch import send_metric_job
-from evalsite.models import ACTIVE_JOB_STATUSES, Experiment, JobStatus, MetricJob
+from evalsite.models import ACTIVE_JOB_STATUSES, Experiment, ExperimentMethod, JobStatus, MetricJob
 from evalsite.selectors import experiment_jobs
 from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_release, new_claim_token
 from evalsite.results import scope_of, score_find
@@ -43,7 +43,7 @@ def metrics_request(*, experiment: Experiment) -> tuple[MetricJob, bool]:
     """Queue the experiment's metric job, or find the one already queued or running;
     (job, whether it was queued now)."""
     with transaction.atomic():
-        Experiment.objects.select_for_update().filter(pk=experiment.pk).first()  # one request at a time
+        list(Experiment.objects.select_for_update().filter(pk=experiment.pk))  # one request at a time
         active = experiment.metric_jobs.filter(status__in=ACTIVE_JOB_STATUSES).order_by("id").first()
         if active is not None:
             return active, False
@@ -57,9 +57,12 @@ def metrics_request_when_generated(*, method_id: int, dataset_id: int) -> list[i
     whose generation has now ended (whatever failed: the table is scored on the samples
     every method has, and says so)."""
     queued = []
-    experiments = Experiment.objects.filter(
-        methods__method_id=method_id, dataset_id=dataset_id, cancelled_at__isnull=True
-    ).distinct()
+    # Locked before the check, in id order: of two jobs ending at once, the second to take
+    # the lock sees the first one's end (and queues the metrics), whichever it is.
+    experiments = Experiment.objects.select_for_update().filter(
+        pk__in=ExperimentMethod.objects.filter(method_id=method_id).values("experiment_id"),
+        dataset_id=dataset_id, cancelled_at__isnull=True,
+    ).order_by("pk")
     for experiment in experiments:
         if not experiment.metrics:
             continue

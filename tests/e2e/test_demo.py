@@ -34,6 +34,9 @@ def test_demo_serves_a_finished_experiment_on_embedded_defaults(tmp_path):
         assert address, log.read_text()[-4000:]
         text = log.read_text()
         assert "all 24 images generated" in text and "sign in as 'demo'" in text
+        # The metrics were computed with the stand-ins, and the table says so.
+        assert "CLIP score" in text and "FID" in text and "KID" in text and "CLIP-FID" in text
+        assert "demo features: not comparable to published numbers" in text
 
         def get(path):
             for _ in range(50):  # runserver starts listening just after the message

@@ -67,6 +67,13 @@ def test_progress_updates_live_and_the_grid_fills_in(
     assert page.text_content("#progress-text").startswith("24 / 24 images")
     images = page.locator("img.output")
     assert images.count() == outputs_of(experiment).filter(seed=0).count() == 12
+    for index in range(images.count()):  # lazy images load once scrolled to
+        images.nth(index).scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('img.output')].every((img) => img.complete)")
     widths = images.evaluate_all("(all) => all.map((img) => img.naturalWidth)")
     assert widths == [128] * 12  # every image was served (behind the login) and decoded
+    # The reload waited for the metrics: the table, its plots and the stand-in note are there.
+    assert page.locator("#results-table tbody tr").count() == 2
+    assert page.locator("svg.metric-plot").count() == 2
+    assert "demo features: not comparable to published numbers" in page.text_content("#results")
 

@@ -163,21 +163,37 @@ def test_platform_fid_and_kid_equal_clean_fids_on_the_same_folders(make_experime
 
     experiment = generated(make_experiment(seeds=(0, 1), metrics=("fid", "kid")))
     metric_job_run(job_id=MetricJob.objects.get(experiment=experiment).pk)
-    real_dir = media_root / f"metrics/real/{experiment.dataset.content_hash[:12]}/64"
+    # Named so that clean-fid's sorted listing is the platform's order (KID's subset draws
+    # depend on it): samples by sample_id, then seeds.
+    samples = list(experiment.dataset.samples.order_by("sample_id"))
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    canvas = media_root / f"metrics/real/{experiment.dataset.content_hash[:12]}/64"
+    for index, sample in enumerate(s for s in samples if s.ground_truth):
+        shutil.copy(canvas / f"sample-{sample.pk}.png", real_dir / f"{index:03d}.png")
     extractor = InceptionV3W(str(weights_dir), download=False).eval()
     options = dict(mode="clean", device=torch.device("cpu"), num_workers=0, batch_size=32, verbose=False)
     for column in experiment.methods.all():
         folder = tmp_path / column.key
         folder.mkdir()
-        for output in outputs_of(experiment, column.key):
-            shutil.copy(media_root / output.image.name, folder / f"{output.sample_id}-{output.seed}.png")
+        outputs = outputs_of(experiment, column.key)
+        for index, (sample, seed) in enumerate((s, seed) for s in samples for seed in (0, 1)):
+            shutil.copy(media_root / outputs.get(sample=sample, seed=seed).image.name, folder / f"{index:03d}.png")
         fid = Score.objects.get(method=column.method, metric="fid")
         theirs = cleanfid.compute_fid(str(folder), str(real_dir), custom_feat_extractor=extractor,
                                       use_dataparallel=False, **options)
-        assert abs(fid.value - theirs) / theirs < 1e-6
+        # Copy-paste ignores the seed: each image twice, a covariance of rank 5 in 2048
+        # dimensions. Tr sqrt of such a product is ill-conditioned, and scipy's sqrtm (clean-fid)
+        # and the symmetric eigh form (ours) then part at about 1e-5; with distinct images
+        # they agree to 1e-6 (and on tests/metrics' folders).
+        tolerance = 1e-4 if column.key == "copy_paste" else 1e-6
+        assert abs(fid.value - theirs) / theirs < tolerance, (column.key, fid.value, theirs)
         generated_features = cleanfid.get_folder_features(str(folder), model=extractor, **options)
         real_features = cleanfid.get_folder_features(str(real_dir), model=extractor, **options)
         np.random.seed(0)  # clean-fid's KID draws its subsets from the global RandomState
         kid = Score.objects.get(method=column.method, metric="kid")
-        theirs = cleanfid.kernel_distance(generated_features, real_features)
+        # In float64 as the platform computes it: a KID near 0 is a difference of large kernel
+        # sums, where clean-fid's float32 arithmetic alone moves it by about 2e-6.
+        theirs = cleanfid.kernel_distance(generated_features.astype("float64"), real_features.astype("float64"))
         assert abs(kid.value - theirs) / abs(theirs) < 1e-6
+

@@ -7,7 +7,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from evalsite.models import Experiment, ExperimentMethod, GenerationJob, JobStatus, Method, Output, Sample
+from evalsite.models import (
+    Experiment, ExperimentMethod, GenerationJob, JobStatus, Method, Output, Sample, SampleScore, Score,
+)
+from evalsite.results import scope_of
 from evalsite.services.generation import job_run
 from tests.conftest import jobs_of
 
@@ -37,7 +40,7 @@ def large_experiment(demo_dataset):
     )
     experiment = Experiment.objects.create(
         name="large", dataset=demo_dataset, config={}, config_hash="x", seeds=list(range(SEEDS)),
-        num_inference_steps=2, guidance_scale=5.0, resolution=64, batch_size=4,
+        num_inference_steps=2, guidance_scale=5.0, resolution=64, batch_size=4, metrics=["clip_score", "fid"],
     )
     methods = Method.objects.bulk_create(
         Method(identity=f"{i:064d}", family="copy_paste", params={}, resolution=64) for i in range(METHODS)
@@ -55,7 +58,25 @@ def large_experiment(demo_dataset):
         GenerationJob(method=m, dataset=demo_dataset, seed=seed, status=JobStatus.SUCCEEDED, progress_total=4)
         for m in methods for seed in range(SEEDS) for _ in range(SAMPLES // 4)
     )
+    _scores(experiment, methods, samples)
     return experiment
+
+
+def _scores(experiment, methods, samples):
+    """A score per method and metric on the table's scope, with per-sample CLIP values."""
+    scope = scope_of(experiment)
+    assert len(scope.samples) == SAMPLES  # the demo's own 6 have no outputs here
+    for index, method in enumerate(methods):
+        for metric in ("clip_score", "fid"):
+            score = Score.objects.create(
+                method=method, dataset=experiment.dataset, metric=metric, scope=scope.key(metric),
+                value=80.0 - index if metric == "clip_score" else 10.0 + index, ci_low=1.0, ci_high=2.0,
+                n_generated=SAMPLES * SEEDS, extractor="x", extractor_sha256="0" * 64, protocol="p", seeds=[0, 1, 2],
+            )
+            if metric == "clip_score":
+                SampleScore.objects.bulk_create(
+                    (SampleScore(score=score, sample=s, seed=seed, value=80.0 - index + (i % 5))
+                     for i, s in enumerate(samples) for seed in range(SEEDS)), batch_size=5000)
 
 
 def test_large_experiment_page_and_poll_stay_small(client, researcher, large_experiment):
@@ -69,6 +90,9 @@ def test_large_experiment_page_and_poll_stay_small(client, researcher, large_exp
     assert html.count('class="output"') == 24 * METHODS  # one page of samples
     assert "page 3 of 42" in html and "caption number 48" in html and "product p6" in html
     assert "Ground truth" in html
+    # The comparison table: every method, the best in bold, the others significantly worse.
+    assert html.count('<td class="num best"') == 2 and html.count('class="worse"') == METHODS - 1
+    assert html.count('<svg class="metric-plot"') == 2
     total = large_experiment.dataset.samples.count() * METHODS * SEEDS  # the demo's 6 samples too
     assert f"{SAMPLES * METHODS * SEEDS} / {total} images" in html
 
