@@ -24,36 +24,41 @@ SAMPLE_COLUMNS = (
 )
 
 
-def result_rows(table: ResultsTable) -> list[dict]:
-    rows = []
+def scored_cells(table: ResultsTable):
+    """(row, column, cell) of every computed number, row by row."""
     for row in table.rows:
         for column in table.columns:
             cell = row.cells.get(column.metric)
-            if cell is None:
-                continue
-            score = cell.score
-            rows.append({
-                "experiment": table.experiment.name,
-                "method": row.key,
-                "method_identity": row.method.identity,
-                "metric": column.metric,
-                "value": score.value,
-                "ci_low": _blank(score.ci_low),
-                "ci_high": _blank(score.ci_high),
-                "n_generated": score.n_generated,
-                "n_real": _blank(score.n_real),
-                "extractor": score.extractor,
-                "extractor_sha256": score.extractor_sha256,
-                "protocol": score.protocol,
-                "seeds": " ".join(str(s) for s in score.seeds),
-                "computed_at": score.computed_at.isoformat(),
-                "std": _blank(score.std),
-                "p_holm_vs_best": _blank(cell.p_holm),
-                "significantly_worse_than_best": "yes" if cell.worse else "no",
-                "best": "yes" if cell.best else "no",
-                "interval": score.provenance.get("interval", ""),
-                "note": score.provenance.get("note", ""),
-            })
+            if cell is not None:
+                yield row, column, cell
+
+
+def result_rows(table: ResultsTable) -> list[dict]:
+    rows = []
+    for row, column, cell in scored_cells(table):
+        score = cell.score
+        rows.append({
+            "experiment": table.experiment.name,
+            "method": row.key,
+            "method_identity": row.method.identity,
+            "metric": column.metric,
+            "value": score.value,
+            "ci_low": _blank(score.ci_low),
+            "ci_high": _blank(score.ci_high),
+            "n_generated": score.n_generated,
+            "n_real": _blank(score.n_real),
+            "extractor": score.extractor,
+            "extractor_sha256": score.extractor_sha256,
+            "protocol": score.protocol,
+            "seeds": " ".join(str(s) for s in score.seeds),
+            "computed_at": score.computed_at.isoformat(),
+            "std": _blank(score.std),
+            "p_holm_vs_best": _blank(cell.p_holm),
+            "significantly_worse_than_best": "yes" if cell.worse else "no",
+            "best": "yes" if cell.best else "no",
+            "interval": score.provenance.get("interval", ""),
+            "note": score.provenance.get("note", ""),
+        })
     return rows
 
 
@@ -67,29 +72,25 @@ def results_csv(table: ResultsTable) -> str:
 
 def sample_rows(table: ResultsTable) -> Iterator[dict]:
     """Per-sample values of every score in the table (region CLIP score), streamed."""
-    for row in table.rows:
-        for column in table.columns:
-            cell = row.cells.get(column.metric)
-            if cell is None:
-                continue
-            score = cell.score
-            values = (SampleScore.objects.filter(score=score).select_related("sample", "output")
-                      .order_by("sample__sample_id", "seed"))
-            for value in values.iterator(chunk_size=2000):
-                yield {
-                    "experiment": table.experiment.name,
-                    "method": row.key,
-                    "method_identity": row.method.identity,
-                    "metric": column.metric,
-                    "sample_id": value.sample.sample_id,
-                    "seed": value.seed,
-                    "value": value.value,
-                    "output": value.output.image.name if value.output else "",
-                    "extractor": score.extractor,
-                    "extractor_sha256": score.extractor_sha256,
-                    "computed_at": score.computed_at.isoformat(),
-                    "note": score.provenance.get("note", ""),
-                }
+    for row, column, cell in scored_cells(table):
+        score = cell.score
+        values = (SampleScore.objects.filter(score=score).select_related("sample", "output")
+                  .order_by("sample__sample_id", "seed"))
+        for value in values.iterator(chunk_size=2000):
+            yield {
+                "experiment": table.experiment.name,
+                "method": row.key,
+                "method_identity": row.method.identity,
+                "metric": column.metric,
+                "sample_id": value.sample.sample_id,
+                "seed": value.seed,
+                "value": value.value,
+                "output": value.output.image.name if value.output else "",
+                "extractor": score.extractor,
+                "extractor_sha256": score.extractor_sha256,
+                "computed_at": score.computed_at.isoformat(),
+                "note": score.provenance.get("note", ""),
+            }
 
 
 def csv_lines(rows: Iterable[dict], columns) -> Iterator[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from evalsite.models import Dataset, Output, SampleScore, Score
 from evalsite.results import CLIP_BOOTSTRAP, FID_BOOTSTRAP, KID_SUBSETS, Scope, score_find
 from evalsite.services.generator_cache import worker_device
 from evalsite.services.storage import save_png
+from generators.provenance import library_versions
 from metrics.clip_score import cosine_scores, region_crop
 from metrics.errors import MetricError
 from metrics.extractors import Extractor, load_extractor
@@ -159,16 +159,6 @@ def _clip_score(outputs, scope, extractor, cache, on_progress) -> Computed:
     return computed
 
 
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def score_store(*, metric: str, method_id: int, scope: Scope, scope_key: str, extractor: Extractor,
                 computed: Computed) -> Score:
     """The score and its per-sample values, in one transaction; a score another worker
@@ -192,7 +182,7 @@ def score_store(*, metric: str, method_id: int, scope: Scope, scope_key: str, ex
         "method_identity": method.identity,
         "dataset": str(scope.dataset),
         "interval": computed.interval,
-        "libraries": library_versions(),
+        "libraries": library_versions(*LIBRARIES),
         **computed.extra,
     }
     if extractor.stand_in:
