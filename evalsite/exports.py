@@ -73,6 +73,8 @@ def results_csv(table: ResultsTable) -> str:
 def sample_rows(table: ResultsTable) -> Iterator[dict]:
     """Per-sample values of every score in the table (region CLIP score), streamed."""
     for row, column, cell in scored_cells(table):
+        if column.metric != "clip_score":
+            continue  # the only metric with a value per output
         score = cell.score
         values = (SampleScore.objects.filter(score=score).select_related("sample", "output")
                   .order_by("sample__sample_id", "seed"))
@@ -181,8 +183,14 @@ def results_latex(table: ResultsTable) -> str:
                 text += f" {{\\scriptsize $\\pm$ {formatted(column.metric, score.std)}}}"
             cells.append(text)
         lines.append(f"{_latex(row.key)} & " + " & ".join(cells) + " \\\\")
-    caption = (f"N = {table.n_samples} samples $\\times$ {len(table.seeds)} seed(s). Intervals: 95\\% bootstrap; "
-               f"$^{{*}}$ significantly worse than the best (Wilcoxon, Holm).")
+    caption = f"N = {table.n_samples} samples $\\times$ {len(table.seeds)} seed(s)."
+    metrics = {c.metric for c in table.columns}
+    if metrics & {"clip_score", "fid", "fid_clip"}:
+        caption += " Brackets: 95\\% bootstrap intervals (FID-type: over the generated set)."
+    if "kid" in metrics:
+        caption += " KID: mean $\\pm$ standard deviation over subsets."
+    if "clip_score" in metrics and any(c.worse for _, _, c in scored_cells(table)):
+        caption += " $^{*}$ CLIP score significantly worse than the best (Wilcoxon signed-rank, Holm-corrected)."
     if table.stand_in:
         caption += f" {_latex(table.stand_in_note.capitalize())}."
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}", ""]

@@ -288,8 +288,9 @@ def experiment_sample_scores(experiment: Experiment, key: str, *, limit: int = 5
     score = score_find(method_id=column.method_id, metric="clip_score", scope_key=scope.key("clip_score"))
     if score is None:
         return [], 0
-    values = SampleScore.objects.filter(score=score).select_related("output__sample").order_by("value", "sample__sample_id", "seed")
-    return [SampleRow(v.output, v.value) for v in values[offset : offset + limit] if v.output], values.count()
+    values = (SampleScore.objects.filter(score=score, output__isnull=False).select_related("output__sample")
+              .order_by("value", "sample__sample_id", "seed"))
+    return [SampleRow(v.output, v.value) for v in values[offset : offset + limit]], values.count()
 
 
 def metric_job_latest(experiment: Experiment) -> MetricJob | None:

@@ -77,7 +77,7 @@ class FrechetAgainst:
         if self.features.ndim != 2 or self.features.shape[1] != real.mu.shape[0]:
             raise MetricError(f"feature sizes differ: {self.features.shape} and {real.mu.shape}")
         self.real = real
-        self.projected = self.features @ real.sigma_sqrt() if self.features.shape[0] < self.features.shape[1] else None
+        self._projected = None  # features @ R, made the first time a subset needs it
         self._real_trace = float(np.trace(real.sigma))
 
     def distance(self, rows: np.ndarray) -> float:
@@ -88,7 +88,10 @@ class FrechetAgainst:
         if n >= subset.shape[1]:
             return frechet_distance(gaussian_statistics(subset), self.real)
         mean = subset.mean(axis=0)
-        centred = self.projected[rows] - self.projected[rows].mean(axis=0)
+        if self._projected is None:
+            self._projected = self.features @ self.real.sigma_sqrt()
+        projected = self._projected[rows]
+        centred = projected - projected.mean(axis=0)
         gram = centred @ centred.T / (n - 1)
         trace_sqrt = np.sqrt(np.clip(linalg.eigvalsh(gram), 0, None)).sum()
         trace_generated = float(((subset - mean) ** 2).sum()) / (n - 1)

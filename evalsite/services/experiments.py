@@ -27,7 +27,7 @@ from evalsite.models import (
     Output,
 )
 from evalsite.selectors import dataset_get_by_reference, jobs_for
-from evalsite.services.metric_jobs import metrics_request
+from evalsite.services.metric_requests import metrics_request
 from evalsite.services.methods import (
     checkpoint_identity,
     method_get_or_create,

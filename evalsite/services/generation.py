@@ -22,7 +22,7 @@ from evalsite.services.jobs import (
     job_stop_cancelled,
     new_claim_token,
 )
-from evalsite.services.metric_jobs import metrics_request_when_generated
+from evalsite.services.metric_requests import experiments_lock, metrics_request_when_generated
 from evalsite.services.methods import (
     method_check_checkpoint,
     method_generation_settings,
@@ -103,10 +103,15 @@ def job_run(*, job_id: int) -> JobReport:
     error = "\n".join(report.problems)
     # The job's end and its experiments' metric jobs commit together: whoever sees the
     # generation finished (the page, `evaluate --wait`) also sees the metrics queued.
-    with transaction.atomic():
-        finished = job_finish(job_id=job_id, token=token, error=error)
-        if finished:
-            _request_metrics(job)
+    try:
+        with transaction.atomic():
+            experiments_lock(method_id=job.method_id, dataset_id=job.dataset_id)
+            finished = job_finish(job_id=job_id, token=token, error=error)
+            if finished:
+                _request_metrics(job)
+    except (OperationalError, InterfaceError):
+        job_release(job_id=job_id, token=token)  # the task retries it; its images are kept
+        raise
     if not finished:
         if job_stop_cancelled(job_id=job_id, token=token, done=report.generated + report.skipped_existing):
             report.status = "cancelled"

@@ -24,6 +24,7 @@ from evalsite.dispatch import send_generation_job, send_metric_job
 from evalsite.models import GenerationJob, JobStatus, MetricJob
 from evalsite.queues import CPU_QUEUE, GPU_QUEUE
 from evalsite.services.broker import broker_queue_size
+from evalsite.services.metric_requests import experiments_lock, metrics_request_when_generated
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,14 @@ def job_claim(*, job_id: int, token: str, model=GenerationJob):
     """Take the job for this worker, or None when it is finished, failed, cancelled, or
     held by a worker whose heartbeat is still fresh (a duplicate or redelivered message)."""
     with transaction.atomic():
+        seen = model.objects.filter(pk=job_id).first()
+        if seen is None:
+            log.warning("%s %s no longer exists; message dropped", model.__name__, job_id)
+            return None
+        if seen.status == JobStatus.RUNNING and seen.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
+            _lock_experiments_of(seen)  # it may be failed below: the locks' order first
         job = model.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
-            log.warning("%s %s no longer exists; message dropped", model.__name__, job_id)
             return None
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
             return None
@@ -139,17 +145,40 @@ def job_release(*, job_id: int, token: str, model=GenerationJob) -> bool:
 def job_fail_queued(*, job_id: int, message: str, model=GenerationJob) -> bool:
     """Fail a job that waits in the queue (its transient-error retries ran out); a job
     some worker has claimed again meanwhile is left to that worker."""
-    return bool(
-        model.objects.filter(pk=job_id, status=JobStatus.QUEUED, claim="").update(
-            status=JobStatus.FAILED, error=message, finished_at=Now()
+    with transaction.atomic():
+        job = model.objects.filter(pk=job_id).first()
+        if job is None:
+            return False
+        _lock_experiments_of(job)
+        failed = bool(
+            model.objects.filter(pk=job_id, status=JobStatus.QUEUED, claim="").update(
+                status=JobStatus.FAILED, error=message, finished_at=Now()
+            )
         )
-    )
+        if failed:
+            _generation_ended(job)
+        return failed
 
 
 def _fail(job, message: str) -> None:
-    type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
+    """Called inside a transaction (the claim's, the sweep's) that locked the job's
+    experiments before its row."""
+    if type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING, claim=job.claim).update(
         status=JobStatus.FAILED, claim="", error=message, finished_at=Now()
-    )
+    ):
+        _generation_ended(job)
+
+
+def _lock_experiments_of(job) -> None:
+    if isinstance(job, GenerationJob):  # before the job's row, as a job's own end does
+        experiments_lock(method_id=job.method_id, dataset_id=job.dataset_id)
+
+
+def _generation_ended(job) -> None:
+    """A generation job that ended by failing may have been its experiments' last: their
+    metrics are queued, as when a job ends on its own."""
+    if isinstance(job, GenerationJob):
+        metrics_request_when_generated(method_id=job.method_id, dataset_id=job.dataset_id)
 
 
 def jobs_recover() -> list[int]:
@@ -165,11 +194,18 @@ def jobs_recover() -> list[int]:
 
 def _recover(model, send, queue) -> list[int]:
     acted: list[int] = []
-    with transaction.atomic():
-        silent = model.objects.select_for_update(skip_locked=True).filter(
-            status=JobStatus.RUNNING, heartbeat_at__lt=_stale_cutoff()
-        )
-        for job in silent:
+    silent = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=_stale_cutoff())
+    for seen in silent:
+        # One transaction a job; a job's experiments are locked before its row (the order
+        # a job's own end and `evaluate --cancel` take them in).
+        with transaction.atomic():
+            if seen.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
+                _lock_experiments_of(seen)
+            job = model.objects.select_for_update(skip_locked=True).filter(
+                pk=seen.pk, status=JobStatus.RUNNING, heartbeat_at__lt=_stale_cutoff()
+            ).first()
+            if job is None:
+                continue  # it beat again, or another sweep has it
             acted.append(job.pk)
             if job.attempts >= settings.EVALSITE_MAX_ATTEMPTS:
                 log.error("%s: giving up after %s attempts", job, job.attempts)

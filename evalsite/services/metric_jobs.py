@@ -10,14 +10,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError
 from django.db.models.functions import Now
 
-from evalsite.dispatch import send_metric_job
-from evalsite.models import ACTIVE_JOB_STATUSES, Experiment, ExperimentMethod, JobStatus, MetricJob
-from evalsite.selectors import experiment_jobs
-from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_release, new_claim_token
+from evalsite.models import Experiment, JobStatus, MetricJob, Output
 from evalsite.results import scope_of, score_find
+from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_release, new_claim_token
 from evalsite.services.scoring import extractor_get, feature_cache, score_compute, score_store
 from metrics.errors import MetricError
 from metrics.protocols import PROTOCOLS
@@ -37,39 +35,6 @@ class MetricJobReport:
     computed: list[str] = field(default_factory=list)  # "metric method-key"
     reused: int = 0  # scores found already stored
     problems: list[str] = field(default_factory=list)
-
-
-def metrics_request(*, experiment: Experiment) -> tuple[MetricJob, bool]:
-    """Queue the experiment's metric job, or find the one already queued or running;
-    (job, whether it was queued now)."""
-    with transaction.atomic():
-        list(Experiment.objects.select_for_update().filter(pk=experiment.pk))  # one request at a time
-        active = experiment.metric_jobs.filter(status__in=ACTIVE_JOB_STATUSES).order_by("id").first()
-        if active is not None:
-            return active, False
-        job = MetricJob.objects.create(experiment=experiment, stage="waiting for a worker")
-        send_metric_job(job.pk)
-        return job, True
-
-
-def metrics_request_when_generated(*, method_id: int, dataset_id: int) -> list[int]:
-    """After a generation job ends: queue the metrics of every experiment on this method
-    whose generation has now ended (whatever failed: the table is scored on the samples
-    every method has, and says so)."""
-    queued = []
-    # Locked before the check, in id order: of two jobs ending at once, the second to take
-    # the lock sees the first one's end (and queues the metrics), whichever it is.
-    experiments = Experiment.objects.select_for_update().filter(
-        pk__in=ExperimentMethod.objects.filter(method_id=method_id).values("experiment_id"),
-        dataset_id=dataset_id, cancelled_at__isnull=True,
-    ).order_by("pk")
-    for experiment in experiments:
-        if not experiment.metrics:
-            continue
-        if experiment_jobs(experiment).filter(status__in=ACTIVE_JOB_STATUSES).exists():
-            continue
-        queued.append(metrics_request(experiment=experiment)[0].pk)
-    return queued
 
 
 def metric_job_run(*, job_id: int) -> MetricJobReport:
@@ -110,6 +75,9 @@ def _compute_missing(job: MetricJob, token: str, heartbeat: Heartbeat, report: M
     # One step per (metric, method identity): keys naming the same method share its score.
     steps = [(metric, column) for metric in metrics for column in _distinct_methods(scope.columns)]
     cache = feature_cache()
+    if not scope.samples:
+        report.problems.append(_empty_scope_message(scope))
+        return
     done = 0
     _update(job.pk, token, progress_done=0, progress_total=len(steps), features_computed=0, features_reused=0,
             scores_computed=0, scores_reused=0, stage="scoping")
@@ -155,6 +123,19 @@ def _compute_missing(job: MetricJob, token: str, heartbeat: Heartbeat, report: M
                 report.computed.append(f"{metric} {column.key}")
             done += 1
             _update(job.pk, token, progress_done=done, scores_computed=len(report.computed))
+
+
+def _empty_scope_message(scope) -> str:
+    without = [
+        c.key for c in scope.columns
+        if not Output.objects.filter(method_id=c.method_id, seed__in=scope.seeds,
+                                     sample__dataset_id=scope.experiment.dataset_id).exists()
+    ]
+    if without:
+        return (f"nothing to score: method(s) {', '.join(without)} have no output yet (see their generation jobs' "
+                f"messages); the table scores every method on the samples all of them have")
+    return ("nothing to score: no sample has an output for every method and seed (see the generation jobs' "
+            "messages); the table scores every method on the samples all of them have")
 
 
 def _distinct_methods(columns):

@@ -117,10 +117,6 @@ class Computed:
 
 def score_compute(*, metric: str, method_id: int, scope: Scope, extractor: Extractor, cache: FeatureCache,
                   on_progress=None) -> Computed:
-    if not scope.samples:
-        raise MetricError(
-            "no sample has an output for every method and seed yet: run `evaluate` and let the workers finish"
-        )
     outputs = scope.outputs_of(method_id)
     if metric == "clip_score":
         return _clip_score(outputs, scope, extractor, cache, on_progress)
@@ -141,13 +137,23 @@ def score_compute(*, metric: str, method_id: int, scope: Scope, extractor: Extra
                     interval=interval.method)
 
 
+CLIP_CHUNK = 64  # outputs decoded at a time: memory stays flat whatever the test set's size
+
+
 def _clip_score(outputs, scope, extractor, cache, on_progress) -> Computed:
-    masks = {sample.pk: Image.open(local_path(sample.mask.name)).convert("L") for sample in scope.samples}
-    crops = [region_crop(load_rgb(local_path(o.image.name)), masks[o.sample_id]) for o in outputs]
-    generated = cache.array_features(extractor, crops, on_progress)
+    samples = {sample.pk: sample for sample in scope.samples}
+    generated = []
+    for start in range(0, len(outputs), CLIP_CHUNK):
+        chunk = outputs[start : start + CLIP_CHUNK]
+        masks = {o.sample_id: Image.open(local_path(samples[o.sample_id].mask.name)).convert("L") for o in chunk}
+        # A copy: a slice would keep the whole decoded output alive.
+        crops = [region_crop(load_rgb(local_path(o.image.name)), masks[o.sample_id]).copy() for o in chunk]
+        generated.append(cache.array_features(extractor, crops))
+        if on_progress:
+            on_progress(min(start + CLIP_CHUNK, len(outputs)), len(outputs))
     references = cache.features(extractor, [local_path(s.reference.name) for s in scope.samples])
     per_reference = np.repeat(references, len(scope.seeds), axis=0)  # sample-major, like outputs
-    values = cosine_scores(generated, per_reference)
+    values = cosine_scores(np.concatenate(generated), per_reference)
     grid = values.reshape(len(scope.samples), len(scope.seeds))
     if len(scope.samples) < 2:
         computed = Computed(float(grid.mean()), len(outputs))

@@ -10,7 +10,8 @@ from PIL import Image
 from evalsite.models import JobStatus, MetricJob, SampleScore, Score
 from evalsite.results import experiment_results, experiment_sample_scores, scope_of
 from evalsite.services.generation import job_run
-from evalsite.services.metric_jobs import metric_job_run, metrics_request
+from evalsite.services.metric_jobs import metric_job_run
+from evalsite.services.metric_requests import metrics_request
 from metrics.clip_score import region_clip_scores
 from metrics.extractors import ClipExtractor, InceptionExtractor
 from metrics.frechet import frechet_distance_of_features
@@ -197,3 +198,45 @@ def test_platform_fid_and_kid_equal_clean_fids_on_the_same_folders(make_experime
         theirs = cleanfid.kernel_distance(generated_features.astype("float64"), real_features.astype("float64"))
         assert abs(kid.value - theirs) / abs(theirs) < 1e-6
 
+
+
+def test_a_running_metric_job_does_not_stand_in_for_the_one_generation_ends_with(make_experiment, media_root):
+    """It fixed its samples when it started; the end of generation queues a job for all of them."""
+    experiment = make_experiment(seeds=(0,))
+    early, created = metrics_request(experiment=experiment)
+    assert created
+    MetricJob.objects.filter(pk=early.pk).update(status=JobStatus.RUNNING)
+    generated(experiment)
+    queued = MetricJob.objects.filter(experiment=experiment, status=JobStatus.QUEUED)
+    assert queued.count() == 1 and queued.get().pk != early.pk
+    assert metrics_request(experiment=experiment) == (queued.get(), False)
+
+
+def test_metrics_are_queued_when_the_sweep_gives_up_on_the_last_generation_job(make_experiment, media_root, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evalsite.services.jobs import jobs_recover
+
+    experiment = make_experiment(seeds=(0,))
+    jobs = list(jobs_of(experiment))
+    for job in jobs[1:]:
+        job_run(job_id=job.pk)
+    assert not MetricJob.objects.exists()  # one job is still to come
+    stale = timezone.now() - timedelta(seconds=settings.EVALSITE_STALE_SECONDS + 60)
+    type(jobs[0]).objects.filter(pk=jobs[0].pk).update(
+        status=JobStatus.RUNNING, claim="dead:1:x", heartbeat_at=stale, attempts=settings.EVALSITE_MAX_ATTEMPTS)
+    assert jobs_recover() == [jobs[0].pk]
+    assert jobs_of(experiment).get(pk=jobs[0].pk).status == JobStatus.FAILED
+    assert MetricJob.objects.filter(experiment=experiment, status=JobStatus.QUEUED).count() == 1
+
+
+def test_nothing_to_score_names_the_method_without_outputs(make_experiment, media_root):
+    experiment = make_experiment(seeds=(0,))
+    for job in jobs_of(experiment, "copy_paste"):
+        job_run(job_id=job.pk)
+    job, _ = metrics_request(experiment=experiment)
+    report = metric_job_run(job_id=job.pk)
+    assert report.status == "failed" and len(report.problems) == 1
+    assert "method(s) pbe_tiny have no output yet" in report.problems[0]

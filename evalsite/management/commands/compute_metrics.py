@@ -9,7 +9,7 @@ from evalsite import exports, selectors
 from evalsite.management.waiting import WorkerWatch
 from evalsite.models import ACTIVE_JOB_STATUSES, Experiment, JobStatus, MetricJob
 from evalsite.results import experiment_results
-from evalsite.services.metric_jobs import metrics_request
+from evalsite.services.metric_requests import metrics_request
 
 
 class Command(BaseCommand):
