@@ -72,14 +72,13 @@ def _compute_missing(job: MetricJob, token: str, heartbeat: Heartbeat, report: M
     experiment = Experiment.objects.select_related("dataset").get(pk=job.experiment_id)
     scope = scope_of(experiment)
     metrics = [m for m in experiment.metrics if m in PROTOCOLS]
-    # One step per (metric, method identity): keys naming the same method share its score.
-    steps = [(metric, column) for metric in metrics for column in _distinct_methods(scope.columns)]
-    cache = feature_cache()
     if not scope.samples:
         report.problems.append(_empty_scope_message(scope))
         return
+    cache = feature_cache()
     done = 0
-    _update(job.pk, token, progress_done=0, progress_total=len(steps), features_computed=0, features_reused=0,
+    # One step per (metric, method identity): keys naming the same method share its score.
+    _update(job.pk, token, progress_done=0, progress_total=len(metrics) * len(_distinct_methods(scope.columns)), features_computed=0, features_reused=0,
             scores_computed=0, scores_reused=0, stage="scoping")
     for metric in metrics:
         protocol = PROTOCOLS[metric]
@@ -88,6 +87,7 @@ def _compute_missing(job: MetricJob, token: str, heartbeat: Heartbeat, report: M
         except MetricError as exc:
             report.problems.append(f"{protocol.label}: {exc}")
             done += len(_distinct_methods(scope.columns))
+            _update(job.pk, token, progress_done=done)
             continue
         scope_key = scope.key(metric)
         for column in _distinct_methods(scope.columns):

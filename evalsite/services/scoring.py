@@ -1,6 +1,6 @@
-"""Scoring an experiment's methods with the metrics library: what a number is computed on
-(its scope), the real set at the canvas, the caches every worker shares under MEDIA_ROOT,
-and the score rows with their provenance."""
+"""Scoring an experiment's methods with the metrics library: the real set at the canvas,
+the caches every worker shares under MEDIA_ROOT, one score computed on a scope (results.py
+says what a scope is), and the score rows with their provenance."""
 from __future__ import annotations
 
 import threading
@@ -29,6 +29,7 @@ from metrics.protocols import PROTOCOLS
 from metrics.reference import ReferenceStatisticsCache
 from metrics.stats import bootstrap_frechet, bootstrap_mean
 from metrics.weights import STAND_IN_NOTE, clip_path, inception_path
+
 LIBRARIES = ("evalsite", "torch", "numpy", "scipy", "clean-fid", "transformers", "Pillow")
 
 
