@@ -49,3 +49,12 @@ def test_metrics_import_no_web_or_generator_code():
     package = Path(metrics.__file__).parent
     assert len(list(package.rglob("*.py"))) >= 8
     assert not offenders(package, {"django", "evalsite", "studies", "generators"})
+
+
+def test_evalsite_never_imports_studies():
+    """studies depends on evalsite's outputs, never the other way."""
+    import evalsite
+
+    package = Path(evalsite.__file__).parent
+    assert len(list(package.rglob("*.py"))) >= 20
+    assert not offenders(package, {"studies"})
