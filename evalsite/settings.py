@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "evalsite",
+    "studies",
 ]
 
 MIDDLEWARE = [
