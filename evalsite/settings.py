@@ -72,6 +72,10 @@ SECURE = _env_bool("DJANGO_SECURE", False)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True  # no script of ours reads it; forms carry the token
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE
+if SECURE:
+    # Study pages run inside MTurk's iframe, where a SameSite=Lax CSRF cookie is not sent
+    # with the rater's form posts; the token in each form still guards them.
+    CSRF_COOKIE_SAMESITE = "None"
 SECURE_SSL_REDIRECT = SECURE
 if SECURE:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -49,16 +49,20 @@ def trial_current(*, rater: Rater) -> Trial | None:
         touched = Trial.objects.filter(pk=open_trial.pk, status=TrialStatus.ASSIGNED).update(active_at=timezone.now())
         if touched:
             return open_trial
-    study = rater.study
-    answered = rater.trials.filter(status=TrialStatus.ANSWERED).count()
-    if answered >= study.trials_per_rater:
-        return None
-    return _assign(study=study, rater=rater, position=answered)
+    return _assign(study=rater.study, rater=rater)
 
 
-def _assign(*, study: Study, rater: Rater, position: int) -> Trial | None:
+def _assign(*, study: Study, rater: Rater) -> Trial | None:
     with transaction.atomic():
         Study.objects.select_for_update().filter(pk=study.pk).first()  # one assigner at a time
+        # Checked again under the lock: two requests of one rater (a double click, two
+        # tabs) may both have found no open trial, and only the first may assign one.
+        open_trial = rater.trials.filter(status=TrialStatus.ASSIGNED).first()
+        if open_trial is not None:
+            return open_trial
+        position = rater.trials.filter(status=TrialStatus.ANSWERED).count()
+        if position >= study.trials_per_rater:
+            return None
         _abandon_stale(study)
         taken = Q(trials__status__in=[TrialStatus.ASSIGNED, TrialStatus.ANSWERED])
         open_items = list(

@@ -25,13 +25,16 @@ FRAME_ANCESTORS = "frame-ancestors 'self' https://www.mturk.com https://workersa
 
 
 def rater_page(view):
-    """Framable by MTurk only, never cached, and no referrer sent along with image requests."""
+    """Framable by MTurk only, never cached, and no referrer sent to other sites. Not
+    `no-referrer`: under it browsers send `Origin: null` with the page's own form posts,
+    which Django's CSRF check refuses (no rater could consent). The images ask for theirs
+    with referrerpolicy="no-referrer" (rater_trial.html)."""
     @xframe_options_exempt
     @wraps(view)
     def wrapped(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
         response["Content-Security-Policy"] = FRAME_ANCESTORS
-        response["Referrer-Policy"] = "no-referrer"
+        response["Referrer-Policy"] = "same-origin"
         response.setdefault("Cache-Control", "no-store")
         return response
     return wrapped
@@ -85,7 +88,10 @@ def entry(request, token: str):
         return _closed(request, study)
     rater = services.rater_enter(study=study, entry=entry_, cookie_rater=_cookie_rater(request, study))
     target = "studies:rater-trial" if rater.consented_at else "studies:rater-consent"
-    response = redirect(reverse(target, args=[study.token]))
+    # `entered` tells the next page that the cookie was just set: if it is missing there,
+    # the browser refuses it (third-party cookies in MTurk's iframe), and looping back here
+    # would never end.
+    response = redirect(reverse(target, args=[study.token]) + "?entered=1")
     _set_cookie(response, request, study, rater)
     return response
 
@@ -93,6 +99,9 @@ def entry(request, token: str):
 def _rater_or_entry(request, study: Study):
     rater = _cookie_rater(request, study)
     if rater is None:
+        if request.GET.get("entered"):
+            return None, render(request, "studies/rater_no_cookie.html", {
+                "study": study, "entry": reverse("studies:rater-entry", args=[study.token])})
         return None, redirect(reverse("studies:rater-entry", args=[study.token]))
     return rater, None
 

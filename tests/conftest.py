@@ -16,7 +16,9 @@ from evalsite.demo_data import build_demo_dataset
 from evalsite.experiment_config import parse_experiment_config
 from evalsite.services.datasets import dataset_import
 from evalsite.services.experiments import experiment_evaluate
+from evalsite.services.generation import job_run
 from generators.tiny import build_all as build_tiny_checkpoints
+from generators.tiny import build_tiny_pbe
 from metrics.standins import build_all as build_metric_stand_ins
 
 
@@ -193,6 +195,50 @@ def make_experiment(demo_dataset, weights_dir):
             resolution=resolution, metrics=json.dumps(list(metrics)),
         )
         return experiment_evaluate(config=parse_experiment_config(text)).experiment
+
+    return make
+
+
+# A finished three-method experiment (outputs made in-process) to build human studies on.
+STUDY_EXPERIMENT = """
+name = "{name}"
+dataset = "demo"
+seeds = [0]
+num_inference_steps = 2
+guidance_scale = 5.0
+resolution = 64
+batch_size = 6
+metrics = []
+
+[[methods]]
+key = "copy_paste"
+family = "copy_paste"
+
+[[methods]]
+key = "pbe_a"
+family = "pbe"
+checkpoint = "tiny/pbe"
+
+[[methods]]
+key = "pbe_b"
+family = "pbe"
+checkpoint = "tiny/pbe_seed1"
+"""
+
+
+@pytest.fixture(scope="session")
+def second_pbe(tiny_weights):
+    return build_tiny_pbe(tiny_weights / "tiny" / "pbe_seed1", seed=1)
+
+
+@pytest.fixture
+def finished_experiment(demo_dataset, weights_dir, second_pbe):
+    """Makes a finished STUDY_EXPERIMENT: its jobs run in this process, not on a worker."""
+    def make(name="rated"):
+        experiment = experiment_evaluate(config=parse_experiment_config(STUDY_EXPERIMENT.format(name=name))).experiment
+        for job in jobs_of(experiment):
+            job_run(job_id=job.pk)
+        return experiment
 
     return make
 

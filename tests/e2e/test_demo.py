@@ -1,5 +1,5 @@
 """`make demo`'s command on the embedded defaults only (no DATABASE_URL, no broker URL),
-from nothing to a served site with a finished experiment."""
+from nothing to a served site with a finished experiment and a live human study."""
 import os
 import re
 import signal
@@ -49,6 +49,15 @@ def test_demo_serves_a_finished_experiment_on_embedded_defaults(tmp_path):
         login = get("accounts/login/")
         assert login.status == 200 and b"Sign in" in login.read()
         assert get("experiments/").url.endswith("/accounts/login/?next=/experiments/")
+        # The demo study's rater link is printed beside the site's address, and it opens.
+        rater_link = re.search(r"demo study rater link: +(http://127\.0\.0\.1:\d+/r/[\w-]+/)", text).group(1)
+        assert re.search(r"demo study researcher page: +http://127\.0\.0\.1:\d+/studies/\d+/", text)
+        assert rater_link.startswith(address)
+        from http.cookiejar import CookieJar
+
+        rater = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        consent = rater.open(rater_link, timeout=10)
+        assert "/consent/" in consent.url and b"I agree, start" in consent.read()
         outputs = list((tmp_path / "var" / "media" / "outputs").rglob("*.png"))
         assert len(outputs) == 24
     finally:

@@ -56,7 +56,13 @@ def test_kid_equals_clean_fids_kernel_distance_on_its_own_features(metric_weight
     feats_real = cleanfid.get_folder_features(str(real), model, **options)
     np.random.seed(3)
     theirs = cleanfid.kernel_distance(feats_generated, feats_real)
-    assert relative_difference(ours["value"], theirs) < 1e-6, (ours["value"], theirs)
+    # Near 0, KID is a difference of large kernel sums: clean-fid's float32 arithmetic moves
+    # it by a few 1e-6 (how much depends on the CPU's vector width), so its own code on the
+    # same features in float64 is the tight reference, and float32 the loose one.
+    np.random.seed(3)
+    theirs64 = cleanfid.kernel_distance(feats_generated.astype(np.float64), feats_real.astype(np.float64))
+    assert relative_difference(ours["value"], theirs64) < 1e-9, (ours["value"], theirs64)
+    assert relative_difference(ours["value"], theirs) < 1e-5, (ours["value"], theirs)
     assert ours["subset_size"] == 24 and ours["subsets"] == 100 and ours["std"] >= 0
 
 

@@ -49,7 +49,7 @@ def answer_all(client, study, score="1"):
 
 def test_a_rater_goes_from_the_link_to_the_completion_code(study):
     client = Client()
-    assert enter(client, study)["Location"] == f"/r/{study.token}/consent/"
+    assert enter(client, study)["Location"] == f"/r/{study.token}/consent/?entered=1"
     consent(client, study)
     html, _, fields = trial_form(client, study)
     assert "Item 1 of 2" in html and len(fields) in (6, 8)
@@ -169,3 +169,12 @@ def test_researcher_pages_need_a_login(study):
                 f"/studies/new/{study.experiment.pk}/"):
         response = Client().get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+
+
+def test_a_browser_refusing_the_cookie_is_told_so_instead_of_looping(study):
+    client = Client()
+    response = client.get(f"/r/{study.token}/")
+    client.cookies.clear()  # as a browser blocking third-party cookies would
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"blocked this page's cookie" in page.content
+    assert f'href="/r/{study.token}/" target="_blank"'.encode() in page.content

@@ -1,3 +1,4 @@
+import io
 import signal
 import socket
 import sys
@@ -54,9 +55,16 @@ class Command(BaseCommand):
             call_command("evaluate", str(BASE_DIR / "examples" / "demo.toml"), wait=True, timeout=600)
             self._step("computing the demo experiment's metrics")
             call_command("compute_metrics", "demo", wait=True, timeout=600)
+            port = _free_port(port)
+            # By command name: evalsite never imports the studies app.
+            self._step("creating the demo human study")
+            study = io.StringIO()
+            call_command("create_study", "demo", name="demo-study", ratings_per_pair=5, trials_per_rater=4,
+                         attention_checks=1, live=True, exist_ok=True, base_url=f"http://127.0.0.1:{port}",
+                         stdout=study)
+            links = [line for line in study.getvalue().splitlines() if line.startswith(("rater link", "researcher page"))]
             if no_serve:
                 return
-            port = _free_port(port)
             sign_in = (
                 f"sign in as {user.username!r} with password {DEMO_PASSWORD!r}" if user is not None else
                 "sign in with your own account (this database is not the embedded one, so no demo account "
@@ -64,6 +72,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(self.style.SUCCESS(
                 f"\nThe site is at http://127.0.0.1:{port}/  {sign_in}  (Ctrl-C stops the site and the worker)\n"
+                + "".join(f"  demo study {line}\n" for line in links)
             ))
             # The site runs in a child process of its own: a SIGTERM here then never lands
             # inside the server's request handling, and both children are stopped below.

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from evalsite.models import Experiment
 from studies import services
 from studies.forms import criteria_parse
-from studies.models import Layout, ResponseMode
+from studies.models import Layout, ResponseMode, Study
 
 
 class Command(BaseCommand):
@@ -36,12 +36,20 @@ class Command(BaseCommand):
         parser.add_argument("--completion-code", default="")
         parser.add_argument("--completion-url", default="", help="Prolific's completion URL")
         parser.add_argument("--live", action="store_true", help="Open it to raters at once (default: draft)")
+        parser.add_argument("--exist-ok", action="store_true",
+                            help="When a study of this name exists, print its links instead of failing")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="The site's address, for the link")
 
     def handle(self, *args, **o):
         experiment = Experiment.objects.filter(name=o["experiment"]).first()
         if experiment is None:
             raise CommandError(f"no experiment named {o['experiment']!r} (see `manage.py experiments`)")
+        base = o["base_url"].rstrip("/")
+        existing = Study.objects.filter(name=o["name"].strip()).first()
+        if existing is not None and o["exist_ok"]:
+            self.stdout.write(f"study {existing.name!r} exists ({existing.state})")
+            self._links(base, existing)
+            return
         try:
             criteria = criteria_parse("\n".join(o["criterion"])) if o["criterion"] else services.DEFAULT_CRITERIA
         except Exception as exc:  # forms.ValidationError
@@ -68,11 +76,13 @@ class Command(BaseCommand):
             )
         except services.StudyError as exc:
             raise CommandError(str(exc)) from None
-        base = o["base_url"].rstrip("/")
         self.stdout.write(self.style.SUCCESS(
             f"created study {study.name!r} ({study.state}): {study.items.count()} items x {study.methods.count()} "
             f"methods, {study.ratings_per_pair} ratings each, completion code {study.completion_code}"))
-        self.stdout.write(f"rater link:      {base}/r/{study.token}/")
-        self.stdout.write(f"researcher page: {base}/studies/{study.pk}/")
+        self._links(base, study)
         if study.state == "draft":
             self.stdout.write("it is a draft: open it on its page (or pass --live) before sharing the link")
+
+    def _links(self, base: str, study: Study) -> None:
+        self.stdout.write(f"rater link:      {base}/r/{study.token}/")
+        self.stdout.write(f"researcher page: {base}/studies/{study.pk}/")

@@ -42,7 +42,20 @@
   function advance() {
     const after = rows.findIndex((row, i) => i > current && !answered(row));
     const target = after !== -1 ? after : firstUnanswered();
-    if (target !== -1) show(target);
+    // Everything answered (e.g. a refused answer shown again): step on row by row.
+    show(target !== -1 ? target : Math.min(current + 1, rows.length - 1));
+  }
+
+  // Rank mode: a rank given to one image is taken from the image that had it, so ranks
+  // stay a permutation as the rater types (the server refuses ties anyway).
+  function releaseRank(row) {
+    if (form.dataset.mode !== "rank") return;
+    const value = row.querySelector("input:checked")?.value;
+    rows.forEach((other) => {
+      if (other === row || other.dataset.criterion !== row.dataset.criterion) return;
+      const taken = other.querySelector(`input[value="${value}"]:checked`);
+      if (taken) taken.checked = false;
+    });
   }
 
   function jumpToCandidate(delta) {
@@ -52,7 +65,7 @@
   }
 
   rows.forEach((row, i) => {
-    row.addEventListener("change", () => { current = i; advance(); });
+    row.addEventListener("change", () => { current = i; releaseRank(row); advance(); });
     row.addEventListener("click", () => { if (!answered(row)) show(i); });
   });
   if (single) {
@@ -70,6 +83,10 @@
   }
   toggle.addEventListener("click", toggleOutline);
 
+  // The check below replaces the browser's: in the one-image layout a missing answer is
+  // in a hidden fieldset, which the browser's check cannot show, and it then drops the
+  // submission without a word (the submit event never fires).
+  form.noValidate = true;
   let sent = false;
   form.addEventListener("submit", (event) => {
     const missing = firstUnanswered();
@@ -87,7 +104,7 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key;
     if (/^[1-9]$/.test(key)) {
-      if (choose(rows[current], key)) { event.preventDefault(); advance(); }
+      if (choose(rows[current], key)) { event.preventDefault(); releaseRank(rows[current]); advance(); }
     } else if (key === "Backspace" || key === "ArrowUp") {
       event.preventDefault(); show(current - 1);
     } else if (key === "ArrowDown") {
