@@ -14,8 +14,16 @@ class StudyMethodInline(admin.TabularInline):
 class StudyAdmin(admin.ModelAdmin):
     list_display = ["name", "experiment", "state", "response_mode", "layout", "ratings_per_pair", "created_at"]
     list_filter = ["state", "response_mode"]
-    readonly_fields = ["experiment", "seed", "token", "items_chosen", "created_by"]
     inlines = [StudyMethodInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        """Texts may be edited; what shapes the ratings is fixed once raters may come, and the
+        state changes on the study's page (which keeps to the allowed transitions)."""
+        fixed = ["experiment", "seed", "token", "items_chosen", "created_by", "state"]
+        if obj is not None and obj.state != "draft":
+            fixed += ["response_mode", "layout", "ratings_per_pair", "trials_per_rater", "attention_checks",
+                      "max_attention_failures", "min_median_seconds"]
+        return fixed
 
 
 @admin.register(Rater)

@@ -16,12 +16,13 @@ import secrets
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from studies.models import (
     Candidate, Criterion, Item, Rater, Rating, ResponseMode, Study, Trial, TrialImage, TrialStatus,
 )
+from studies.quality import ATTENTION_CRITERION, attention_check_passed
 
 _rng = random.SystemRandom()
 
@@ -36,8 +37,11 @@ def _token() -> str:
 
 def _abandon_stale(study: Study) -> int:
     cutoff = timezone.now() - timedelta(seconds=study.assignment_timeout_seconds)
+    # The conditions must sit on the updated rows themselves: with a join Django writes
+    # `WHERE id IN (subquery)`, and PostgreSQL re-checks only the outer WHERE after waiting
+    # on a row lock, so a trial answered meanwhile would be marked abandoned.
     return Trial.objects.filter(
-        item__study=study, status=TrialStatus.ASSIGNED, active_at__lt=cutoff
+        item__in=Item.objects.filter(study=study).values("pk"), status=TrialStatus.ASSIGNED, active_at__lt=cutoff
     ).update(status=TrialStatus.ABANDONED)
 
 
@@ -61,22 +65,45 @@ def _assign(*, study: Study, rater: Rater) -> Trial | None:
         if open_trial is not None:
             return open_trial
         position = rater.trials.filter(status=TrialStatus.ANSWERED).count()
-        if position >= study.trials_per_rater:
+        if position >= study.trials_per_rater or rater_failed(rater):
             return None
         _abandon_stale(study)
-        taken = Q(trials__status__in=[TrialStatus.ASSIGNED, TrialStatus.ANSWERED])
-        open_items = list(
-            Item.objects.filter(study=study)
-            .exclude(trials__rater=rater)
-            .annotate(taken=Count("trials", filter=taken))
-            .filter(taken__lt=study.ratings_per_pair)
-            .values_list("pk", "taken")
-        )
+        open_items = _open_items(study, rater)
         if not open_items:
             return None
         fewest = min(count for _, count in open_items)
         item_id = _rng.choice([pk for pk, count in open_items if count == fewest])
         return _create_trial(study=study, rater=rater, item_id=item_id, position=position)
+
+
+def rater_failed(rater: Rater) -> bool:
+    """More failed attention checks than the study allows: no more work for them."""
+    return rater.failed_checks > rater.study.max_attention_failures
+
+
+def _open_items(study: Study, rater: Rater) -> list[tuple[int, int]]:
+    """(item id, trials taken) of the items this rater may get: not seen by them, with
+    fewer answered or in-progress trials than asked for. Trials of raters who failed their
+    attention checks do not count: their items are rated again by others."""
+    taken = Q(trials__status__in=[TrialStatus.ASSIGNED, TrialStatus.ANSWERED],
+              trials__rater__failed_checks__lte=study.max_attention_failures)
+    return list(
+        Item.objects.filter(study=study)
+        .exclude(trials__rater=rater)
+        .annotate(taken=Count("trials", filter=taken))
+        .filter(taken__lt=study.ratings_per_pair)
+        .values_list("pk", "taken")
+    )
+
+
+def work_left(*, rater: Rater) -> bool:
+    """Whether the rater has an open trial or could be given one now (assigns nothing)."""
+    if rater.trials.filter(status=TrialStatus.ASSIGNED).exists():
+        return True
+    answered = rater.trials.filter(status=TrialStatus.ANSWERED).count()
+    if answered >= rater.study.trials_per_rater or rater_failed(rater):
+        return False
+    return bool(_open_items(rater.study, rater))
 
 
 def _create_trial(*, study: Study, rater: Rater, item_id: int, position: int) -> Trial:
@@ -116,7 +143,7 @@ def answer_parse(*, study: Study, criteria: list[Criterion], slots: int, data) -
             label = f"{criterion.label} of image {slot_label(slot)}"
             if not raw:
                 raise AnswerError(f"{label}: missing; choose 1 to {top}")
-            if not raw.isdigit() or not 1 <= int(raw) <= top:
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= top:
                 raise AnswerError(f"{label}: {raw!r} is not a whole number from 1 to {top}")
             answer[(slot, criterion.pk)] = int(raw)
         if study.response_mode == ResponseMode.RANK:
@@ -144,4 +171,22 @@ def trial_answer(*, trial: Trial, answer: dict[tuple[int, int], int]) -> bool:
                    score=score)
             for (slot, criterion_id), score in answer.items()
         ])
+        if trial.attention_check and not _attention_passed(trial, answer):
+            Rater.objects.filter(pk=trial.rater_id).update(failed_checks=F("failed_checks") + 1)
     return True
+
+
+def _attention_passed(trial: Trial, answer: dict[tuple[int, int], int]) -> bool:
+    study = trial.rater.study
+    criterion = study.criteria.filter(key=ATTENTION_CRITERION).first()
+    if criterion is None:
+        return True  # study_create refuses attention checks without the criterion
+    methods = dict(Candidate.objects.filter(pk__in=trial.slot_order).values_list("pk", "method_id"))
+    scene, others = None, []
+    for slot, candidate in enumerate(trial.slot_order):
+        value = answer[(slot, criterion.pk)]
+        if methods[candidate] is None:
+            scene = value
+        else:
+            others.append(value)
+    return scene is not None and attention_check_passed(scene, others, response_mode=study.response_mode)

@@ -22,6 +22,13 @@ AGGREGATE_COLUMNS = [
 ]
 
 
+def _cell(value: object) -> object:
+    """Text from raters' links (platform ids) could start a spreadsheet formula: quoted."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def csv_line(values) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(["" if v is None else v for v in values])
@@ -53,7 +60,7 @@ def rating_lines(study: Study) -> Iterator[str]:
         seconds = round((answered - shown).total_seconds(), 3) if shown and answered else None
         yield csv_line([
             study.name, item, sample, method or "", int(method is None), slot, criterion, score, study.response_mode,
-            pseudonym, platform, external_id, external_study, external_session, trial, position, _iso(shown),
+            pseudonym, platform, _cell(external_id), _cell(external_study), _cell(external_session), trial, position, _iso(shown),
             _iso(answered), seconds, int(bool(q and q.excluded)), q.reason if q else "",
         ])
 

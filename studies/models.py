@@ -135,6 +135,8 @@ class Rater(models.Model):
     turk_submit_to = models.URLField(max_length=300, blank=True)
     # Trial numbers (0-based, in the rater's order) that carry an attention check.
     attention_positions = models.JSONField(default=list)
+    # Counted as attention trials are answered: past the study's limit, no more work.
+    failed_checks = models.PositiveIntegerField(default=0)
     consented_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,6 +5,7 @@ per-trial tokens, and candidates are labelled by slot only."""
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.core.files.storage import default_storage
 from django.core.signing import BadSignature
@@ -91,7 +92,11 @@ def entry(request, token: str):
     # `entered` tells the next page that the cookie was just set: if it is missing there,
     # the browser refuses it (third-party cookies in MTurk's iframe), and looping back here
     # would never end.
-    response = redirect(reverse(target, args=[study.token]) + "?entered=1")
+    # The platform's parameters travel along, so that the page can offer to start over in
+    # a new tab as the same rater.
+    query = request.GET.copy()
+    query["entered"] = "1"
+    response = redirect(f"{reverse(target, args=[study.token])}?{query.urlencode()}")
     _set_cookie(response, request, study, rater)
     return response
 
@@ -100,8 +105,11 @@ def _rater_or_entry(request, study: Study):
     rater = _cookie_rater(request, study)
     if rater is None:
         if request.GET.get("entered"):
+            query = request.GET.copy()
+            query.pop("entered")
+            entry_url = reverse("studies:rater-entry", args=[study.token])
             return None, render(request, "studies/rater_no_cookie.html", {
-                "study": study, "entry": reverse("studies:rater-entry", args=[study.token])})
+                "study": study, "entry": f"{entry_url}?{query.urlencode()}" if query else entry_url})
         return None, redirect(reverse("studies:rater-entry", args=[study.token]))
     return rater, None
 
@@ -133,6 +141,8 @@ def trial(request, token: str):
     if request.method == "POST":
         return _answer(request, study, rater)
     if study.state != StudyState.LIVE:
+        if study.state == StudyState.CLOSED and services.rater_finish(rater=rater):
+            return redirect(reverse("studies:rater-done", args=[study.token]))  # closed on them: paid for what they did
         return _closed(request, study)
     current = trial_current(rater=rater)
     if current is None:
@@ -190,16 +200,21 @@ def done(request, token: str):
         return elsewhere
     if not services.rater_finish(rater=rater):
         return redirect(reverse("studies:rater-trial", args=[study.token]))
-    completion_url = ""
-    if study.completion_url:
-        separator = "&" if "?" in study.completion_url else "?"
-        completion_url = study.completion_url if "cc=" in study.completion_url else \
-            f"{study.completion_url}{separator}cc={study.completion_code}"
+    completion_url = _with_completion_code(study.completion_url, study.completion_code) if study.completion_url else ""
     mturk_submit = (f"{rater.turk_submit_to.rstrip('/')}/mturk/externalSubmit"
                     if rater.platform == Rater.Platform.MTURK and rater.turk_submit_to else "")
     return render(request, "studies/rater_done.html", {
         "study": study, "rater": rater, "completion_url": completion_url, "mturk_submit": mturk_submit,
     })
+
+
+def _with_completion_code(url: str, code: str) -> str:
+    """Prolific's completion URL with `cc=<code>`, unless it carries a cc of its own."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(key == "cc" for key, _ in query):
+        query.append(("cc", code))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @rater_page

@@ -7,7 +7,8 @@ from statistics import median
 
 from django.db.models import Count, Q
 
-from studies.models import Item, Rater, Rating, Study, StudyMethod, Trial, TrialStatus
+from studies.models import Item, Rater, Rating, ResponseMode, Study, StudyMethod, Trial, TrialStatus
+from studies.quality import ATTENTION_CRITERION, attention_check_passed
 
 
 def study_list():
@@ -68,19 +69,13 @@ class RaterQuality:
 
 
 def attention_criterion_id(study: Study) -> int | None:
-    """The criterion attention checks are judged on: Similarity when the study has it (the
-    untouched scene does not show the product at all), else the first."""
-    criteria = list(study.criteria.all())
-    for criterion in criteria:
-        if criterion.key == "similarity":
-            return criterion.pk
-    return criteria[0].pk if criteria else None
+    """The criterion attention checks are judged on (the untouched scene shows no product)."""
+    return study.criteria.filter(key=ATTENTION_CRITERION).values_list("pk", flat=True).first()
 
 
 def rater_quality(study: Study) -> dict[int, RaterQuality]:
-    """Each rater's attention checks and time per trial, and whether the study's rule
-    excludes them. A check passes when the untouched scene is scored no better than any
-    output and worse than the best one (in rank mode: ranked last)."""
+    """Each rater's attention checks (studies/quality.py says when one passes) and time per
+    trial, and whether the study's rule excludes them."""
     criterion_id = attention_criterion_id(study)
     check_scores: dict[int, dict[str, object]] = defaultdict(lambda: {"scene": None, "others": []})
     checks = (Rating.objects.filter(trial__rater__study=study, trial__status=TrialStatus.ANSWERED,
@@ -107,7 +102,8 @@ def rater_quality(study: Study) -> dict[int, RaterQuality]:
                 continue
             n_checks += 1
             check = check_scores.get(trial_id)
-            if check is None or check["scene"] is None or not _check_passed(check["scene"], check["others"]):
+            if check is None or check["scene"] is None or not attention_check_passed(
+                    check["scene"], check["others"], response_mode=study.response_mode):
                 failed += 1
         seconds = [(a - s).total_seconds() for _, _, s, a in own if s is not None and a is not None]
         med = median(seconds) if seconds else None
@@ -124,17 +120,26 @@ def rater_quality(study: Study) -> dict[int, RaterQuality]:
     return result
 
 
-def _check_passed(scene: int, others: list[int]) -> bool:
-    return not others or (scene >= max(others) and scene > min(others))
-
-
-def included_ratings(study: Study, quality: dict[int, RaterQuality]):
+def included_ratings(study: Study, quality: dict[int, RaterQuality]) -> list[tuple[int, int, int, int, int, int]]:
     """(rater id, item id, study method id, criterion id, slot, score) of every answered
-    rating of an output (attention candidates left out) by a rater who is not excluded."""
+    rating of an output (attention candidates left out) by a rater who is not excluded.
+
+    In rank mode an attention trial ranks the scene with the outputs; the outputs' ranks
+    are taken among themselves there (1..K, as in every other trial)."""
     excluded = [pk for pk, q in quality.items() if q.excluded]
-    return list(
+    rows = list(
         Rating.objects.filter(trial__rater__study=study, trial__status=TrialStatus.ANSWERED,
                               candidate__method__isnull=False)
         .exclude(trial__rater_id__in=excluded)
-        .values_list("trial__rater_id", "trial__item_id", "candidate__method_id", "criterion_id", "slot", "score")
+        .values_list("trial__rater_id", "trial__item_id", "candidate__method_id", "criterion_id", "slot", "score",
+                     "trial_id", "trial__attention_check")
     )
+    if study.response_mode == ResponseMode.RANK:
+        groups = defaultdict(list)
+        for index, row in enumerate(rows):
+            if row[7]:
+                groups[(row[6], row[3])].append(index)
+        for indices in groups.values():
+            for rank, index in enumerate(sorted(indices, key=lambda i: rows[i][5]), start=1):
+                rows[index] = rows[index][:5] + (rank,) + rows[index][6:]
+    return [row[:6] for row in rows]

@@ -13,9 +13,11 @@ from django.utils import timezone
 from evalsite.models import Experiment, Output
 from evalsite.selectors import experiment_columns
 from studies import images
+from studies.assignment import work_left
 from studies.models import (
     Candidate, Criterion, Item, Layout, Rater, ResponseMode, Study, StudyMethod, StudyState, Trial, TrialStatus,
 )
+from studies.quality import ATTENTION_CRITERION
 
 
 class StudyError(ValueError):
@@ -111,6 +113,9 @@ def study_create(
     if response_mode == ResponseMode.RANK and len(columns) < 2:
         raise StudyError("response mode rank: ranking needs at least two methods")
     _check_criteria(criteria)
+    if attention_checks and ATTENTION_CRITERION not in {c.key for c in criteria}:
+        raise StudyError(f"attention checks: they are judged on the {ATTENTION_CRITERION!r} criterion (the untouched "
+                         f"scene must come out worst there); add a criterion with that key or set attention checks to 0")
     samples = _chosen_samples(experiment, columns, seed, items)
     trials_per_rater = len(samples) if trials_per_rater is None else trials_per_rater
     for label, value, low in (("ratings per (item, method)", ratings_per_pair, 1),
@@ -343,10 +348,14 @@ def trial_shown(*, trial: Trial) -> None:
 
 
 def rater_finish(*, rater: Rater) -> bool:
-    """Mark the rater finished when they have answered something; False when they have not
-    (a study full before their first answer gives no completion code)."""
+    """Mark the rater finished, and say so, when they have answered something and have
+    nothing left: their share done, the study full, closed, or their attention checks
+    failed. A rater who answered nothing gets no completion code."""
+    if rater.finished_at is not None:
+        return True
     if not rater.trials.filter(status=TrialStatus.ANSWERED).exists():
         return False
-    if rater.finished_at is None:
-        Rater.objects.filter(pk=rater.pk, finished_at__isnull=True).update(finished_at=timezone.now())
+    if rater.study.state != StudyState.CLOSED and work_left(rater=rater):
+        return False
+    Rater.objects.filter(pk=rater.pk, finished_at__isnull=True).update(finished_at=timezone.now())
     return True

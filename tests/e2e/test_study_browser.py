@@ -160,7 +160,7 @@ def test_a_rater_answers_by_mouse_and_by_keyboard_and_gets_the_completion_code(
     live_server, browser, finished_experiment
 ):
     study = study_create(name="walk", experiment=finished_experiment(), ratings_per_pair=2, trials_per_rater=3,
-                         attention_checks=1, completion_code="WALK-7Q", live=True)
+                         attention_checks=1, max_attention_failures=1, completion_code="WALK-7Q", live=True)
     criteria = list(study.criteria.values_list("key", flat=True))
     page = new_page(browser)
     enter_and_consent(page, live_server, study)
@@ -222,7 +222,7 @@ def test_a_rater_answers_by_mouse_and_by_keyboard_and_gets_the_completion_code(
 
 def test_one_image_per_screen_by_keyboard(live_server, browser, finished_experiment):
     study = study_create(name="single", experiment=finished_experiment(), layout="single", ratings_per_pair=2,
-                         trials_per_rater=2, attention_checks=1, live=True)
+                         trials_per_rater=2, attention_checks=1, max_attention_failures=1, live=True)
     criteria = list(study.criteria.values_list("key", flat=True))
     page = new_page(browser)
     enter_and_consent(page, live_server, study)
@@ -461,7 +461,7 @@ def _rate_everything(page, live_server, study, recorder, criteria, seed):
 def test_a_raters_browser_receives_nothing_that_tells_the_methods_apart(live_server, browser, finished_experiment):
     experiment = finished_experiment(name="blinding-experiment")
     study = study_create(name="blinding-study", experiment=experiment, ratings_per_pair=2, trials_per_rater=6,
-                         attention_checks=1, live=True)
+                         attention_checks=1, max_attention_failures=1, live=True)
     criteria = list(study.criteria.values_list("key", flat=True))
     sessions = []
     for seed in (100, 200):  # two raters, six trials each

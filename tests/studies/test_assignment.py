@@ -149,3 +149,57 @@ def test_item_choices(finished_experiment):
     assert ItemChoice.parse("list:a, b") == ItemChoice(how="list", sample_ids=("a", "b"))
     with pytest.raises(StudyError, match="expected all, random:N"):
         ItemChoice.parse("some")
+
+
+def test_a_rater_failing_an_attention_check_gets_no_more_work_and_their_trials_are_rated_again(finished_experiment):
+    from studies.assignment import work_left
+    from studies.services import rater_finish
+
+    study = study_create(name="s", experiment=finished_experiment(), items=ItemChoice(how="random", n=2, seed=0),
+                         ratings_per_pair=1, trials_per_rater=2, attention_checks=1, live=True)
+    careless = new_rater(study)
+    careless.attention_positions = [0]
+    careless.save()
+    trial = trial_current(rater=careless)
+    assert trial.attention_check
+    assert trial_answer(trial=trial, answer=full_answer(study, trial, score=1))  # the scene scored best: failed
+    careless.refresh_from_db()
+    assert careless.failed_checks == 1
+    assert trial_current(rater=careless) is None and not work_left(rater=careless)
+    assert rater_finish(rater=careless)  # they answered something: they get the code
+    # Their item goes back to the pool: two more raters rate both items.
+    others = [new_rater(study) for _ in range(2)]
+    items = []
+    for rater in others:
+        rater.attention_positions = []
+        rater.save()
+        while (t := trial_current(rater=rater)) is not None:
+            assert trial_answer(trial=t, answer=full_answer(study, t))
+            items.append(t.item_id)
+    assert sorted(items).count(trial.item_id) == 1 and len(items) == 2
+
+
+@pytest.mark.parametrize("scene, others, mode, passed", [
+    (5, [5, 5, 5], "score", True), (4, [2, 3, 4], "score", True), (3, [3, 3, 3], "score", False),
+    (2, [1, 3, 4], "score", False), (4, [1, 2, 3], "rank", True), (3, [1, 2, 4], "rank", False),
+])
+def test_the_attention_check_rule(scene, others, mode, passed):
+    from studies.quality import attention_check_passed
+
+    assert attention_check_passed(scene, others, response_mode=mode) is passed
+
+
+def test_a_completion_code_needs_the_raters_share_answered(finished_experiment):
+    from studies.services import rater_finish
+
+    study = study_create(name="s", experiment=finished_experiment(), ratings_per_pair=2, trials_per_rater=3,
+                         attention_checks=0, live=True)
+    rater = new_rater(study)
+    trial = trial_current(rater=rater)
+    trial_answer(trial=trial, answer=full_answer(study, trial))
+    assert not rater_finish(rater=rater)  # 1 of 3: work is left
+    from studies.services import study_state_set
+
+    study_state_set(study=study, state="closed")
+    rater.study.refresh_from_db()
+    assert rater_finish(rater=rater)  # closed on them: paid for what they did

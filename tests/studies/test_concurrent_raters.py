@@ -65,7 +65,7 @@ def run_rater(base: str, token: str, start: threading.Barrier, submitted: list, 
 
 def test_fifty_raters_at_once_store_every_rating_exactly_once(live_server, finished_experiment):
     study = study_create(name="crowd", experiment=finished_experiment(), ratings_per_pair=RATINGS_PER_PAIR,
-                         trials_per_rater=2, attention_checks=1, live=True)
+                         trials_per_rater=2, attention_checks=1, max_attention_failures=1, live=True)
     start = threading.Barrier(RATERS)
     submitted: list[tuple[str, int]] = []
     lock = threading.Lock()
@@ -88,3 +88,37 @@ def test_fifty_raters_at_once_store_every_rating_exactly_once(live_server, finis
     for trial in answered:
         methods = Counter(Candidate.objects.get(pk=pk).method_id for pk in trial.slot_order)
         assert methods[None] == int(trial.attention_check) and len(methods) - (None in methods) == 3
+
+
+def test_an_answer_committed_while_the_stale_sweep_waits_stays_answered(finished_experiment):
+    """The sweep's UPDATE waits on the row an answer is writing; once the answer commits, the
+    sweep must see it answered (on PostgreSQL only the UPDATE's own WHERE is re-checked)."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from studies.assignment import _abandon_stale, trial_current
+    from studies.services import Entry, rater_enter
+
+    study = study_create(name="race", experiment=finished_experiment(), ratings_per_pair=1, attention_checks=0,
+                         assignment_timeout_seconds=60, live=True)
+    trial = trial_current(rater=rater_enter(study=study, entry=Entry(platform="anonymous"), cookie_rater=None))
+    Trial.objects.filter(pk=trial.pk).update(active_at=timezone.now() - timedelta(seconds=120))
+    locked, release = threading.Event(), threading.Event()
+
+    def answer():
+        with transaction.atomic():
+            Trial.objects.filter(pk=trial.pk, status=TrialStatus.ASSIGNED).update(status=TrialStatus.ANSWERED)
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    writer = threading.Thread(target=answer)
+    writer.start()
+    assert locked.wait(10)
+    threading.Timer(1.0, release.set).start()  # the sweep below blocks on the row until then
+    with transaction.atomic():
+        swept = _abandon_stale(study)
+    writer.join()
+    assert swept == 0 and Trial.objects.get(pk=trial.pk).status == TrialStatus.ANSWERED

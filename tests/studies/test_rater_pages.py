@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def study(finished_experiment):
     return study_create(name="s", experiment=finished_experiment(), ratings_per_pair=2, trials_per_rater=2,
-                        attention_checks=1, completion_code="DONE42", live=True)
+                        attention_checks=1, max_attention_failures=1, completion_code="DONE42", live=True)
 
 
 def enter(client, study, query=""):
@@ -178,3 +178,30 @@ def test_a_browser_refusing_the_cookie_is_told_so_instead_of_looping(study):
     page = client.get(response["Location"])
     assert page.status_code == 200 and b"blocked this page's cookie" in page.content
     assert f'href="/r/{study.token}/" target="_blank"'.encode() in page.content
+
+
+def test_the_done_page_before_the_share_is_answered_sends_back_to_the_trials(study):
+    client = Client()
+    enter(client, study)
+    consent(client, study)
+    _, token, fields = trial_form(client, study)
+    client.post(f"/r/{study.token}/rate/", {"trial": token, **{f: "5" for f in fields}})
+    response = client.get(f"/r/{study.token}/done/")
+    assert response.status_code == 302 and response["Location"] == f"/r/{study.token}/rate/"
+
+
+def test_a_crafted_digit_is_refused_not_a_server_error(study):
+    client = Client()
+    enter(client, study)
+    consent(client, study)
+    _, token, fields = trial_form(client, study)
+    response = client.post(f"/r/{study.token}/rate/", {"trial": token, **{f: "\u00b2" for f in fields}})
+    assert response.status_code == 400 and b"is not a whole number from 1 to 5" in response.content
+
+
+def test_the_no_cookie_page_keeps_the_platform_ids(study):
+    client = Client()
+    response = client.get(f"/r/{study.token}/?PROLIFIC_PID=p9&STUDY_ID=s9&SESSION_ID=x9")
+    client.cookies.clear()
+    page = client.get(response["Location"]).content.decode()
+    assert f'href="/r/{study.token}/?PROLIFIC_PID=p9&amp;STUDY_ID=s9&amp;SESSION_ID=x9"' in page

@@ -137,6 +137,39 @@ def test_aggregates_csv_joins_table3_with_the_experiments_metrics(rated_study):
     assert [r.key for r in joined.rows] == ["copy_paste", "pbe_a", "pbe_b"]
 
 
+def test_platform_ids_cannot_start_a_spreadsheet_formula(rated_study):
+    from studies.models import Rater
+
+    rater = Rater.objects.filter(study=rated_study).last()
+    Rater.objects.filter(pk=rater.pk).update(external_id="=HYPERLINK(1)")
+    rows = list(csv.DictReader(io.StringIO("".join(rating_lines(rated_study)))))
+    assert {r["external_id"] for r in rows if r["rater"] == rater.pseudonym} == {"'=HYPERLINK(1)"}
+
+
+def test_rank_mode_attention_trials_rank_the_outputs_among_themselves(finished_experiment):
+    study = study_create(name="r", experiment=finished_experiment(), response_mode="rank", ratings_per_pair=3,
+                         trials_per_rater=2, attention_checks=1, live=True)
+    from studies.selectors import included_ratings
+
+    criteria = list(study.criteria.all())
+    methods = dict(Candidate.objects.filter(item__study=study).values_list("pk", "method__key"))
+    for _ in range(3):
+        rater = rater_enter(study=study, entry=Entry(platform="anonymous"), cookie_rater=None)
+        while (trial := trial_current(rater=rater)) is not None:
+            # Ranks by the methods' order, the untouched scene last (a passed check).
+            order = sorted(trial.slot_order, key=lambda pk: (methods[pk] is None, methods[pk] or ""))
+            assert trial_answer(trial=trial, answer={
+                (slot, c.pk): order.index(pk) + 1 for slot, pk in enumerate(trial.slot_order) for c in criteria})
+
+    ratings = included_ratings(study, rater_quality(study))
+    assert ratings and {score for *_, score in ratings} == {1, 2, 3}  # never 4, the scene's place
+    assert not any(q.excluded for q in rater_quality(study).values())
+    by_method = {}
+    for _, _, method, _, _, score in ratings:
+        by_method.setdefault(method, set()).add(score)
+    assert sorted(len(v) for v in by_method.values()) == [1, 1, 1]  # each method kept its own rank
+
+
 def test_export_study_and_create_study_commands(rated_study, tmp_path, capsys):
     target = tmp_path / "ratings.csv"
     call_command("export_study", "t3", "--what", "ratings", "-o", str(target))
@@ -144,7 +177,7 @@ def test_export_study_and_create_study_commands(rated_study, tmp_path, capsys):
     with pytest.raises(CommandError, match="no study named 'nope'"):
         call_command("export_study", "nope")
     call_command("create_study", rated_study.experiment.name, "--name", "cli", "--methods", "pbe_a,pbe_b",
-                 "--items", "random:3:1", "--mode", "rank", "--ratings-per-pair", "4", "--live",
+                 "--items", "random:3:1", "--mode", "rank", "--ratings-per-pair", "4", "--live", "--attention-checks", "0",
                  "--criterion", "quality|Quality|Which looks best?")
     out = capsys.readouterr().out
     study = Study.objects.get(name="cli")
