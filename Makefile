@@ -30,6 +30,7 @@ worker: install
 bench: install
 	$(PY) bench/overhead.py
 	$(PY) bench/metrics.py
+	$(PY) bench/study_load.py
 
 clean-var:
 	rm -rf var

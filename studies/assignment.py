@@ -112,9 +112,10 @@ def _create_trial(*, study: Study, rater: Rater, item_id: int, position: int) ->
     attention = position in rater.attention_positions
     shown = [c for c in candidates if c[1] is not None or attention]
     _rng.shuffle(shown)
+    # Made while its page is being served: shown from now (a reload keeps this time).
     trial = Trial.objects.create(
         rater=rater, item=item, position=position, token=_token(), attention_check=attention,
-        slot_order=[pk for pk, _, _ in shown],
+        slot_order=[pk for pk, _, _ in shown], shown_at=timezone.now(),
     )
     images = [
         TrialImage(trial=trial, token=_token(), role=TrialImage.Role.SCENE, path=item.scene),
@@ -126,6 +127,7 @@ def _create_trial(*, study: Study, rater: Rater, item_id: int, position: int) ->
         for slot, (_, _, path) in enumerate(shown)
     ]
     TrialImage.objects.bulk_create(images)
+    trial.created_images = images  # the page about to be rendered needs them: no read back
     return trial
 
 

@@ -10,7 +10,8 @@ ATTENTION_CRITERION = "similarity"
 def attention_check_passed(scene: int, others: list[int], *, response_mode: str) -> bool:
     """The untouched scene shows no product at all, so on Similarity it must come out
     worst: in rank mode ranked last; in score mode scored 5, or no better than any output
-    and worse than the best one (a rater who scores everything alike fails)."""
+    and worse than the best one. A rater who scores everything alike fails unless that is
+    5: when every output is bad, an attentive rater says so, and is not to be excluded."""
     if not others:
         return True
     if response_mode == ResponseMode.RANK:

@@ -170,7 +170,8 @@ def _answer(request, study: Study, rater: Rater):
 
 
 def _render_trial(request, study: Study, rater: Rater, trial_: Trial, *, error: str = "", status: int = 200):
-    images = {(image.role, image.slot): image.token for image in trial_.images.all()}
+    created = getattr(trial_, "created_images", None)
+    images = {(image.role, image.slot): image.token for image in (created or trial_.images.all())}
     url = lambda role, slot=None: reverse("studies:rater-image", args=[study.token, images[(role, slot)]])  # noqa: E731
     criteria = list(study.criteria.all())
     slots = len(trial_.slot_order)
@@ -181,7 +182,7 @@ def _render_trial(request, study: Study, rater: Rater, trial_: Trial, *, error: 
                   for c in criteria]}
         for slot in range(slots)
     ]
-    answered = rater.trials.filter(status=TrialStatus.ANSWERED).count()
+    answered = trial_.position  # an open trial's number is the count answered before it
     return render(request, "studies/rater_trial.html", {
         "study": study, "trial": trial_, "criteria": criteria, "candidates": candidates,
         "choices": list(range(1, top + 1)), "rank": study.response_mode == ResponseMode.RANK,

@@ -200,30 +200,11 @@ def make_experiment(demo_dataset, weights_dir):
 
 
 # A finished three-method experiment (outputs made in-process) to build human studies on.
-STUDY_EXPERIMENT = """
-name = "{name}"
-dataset = "demo"
-seeds = [0]
-num_inference_steps = 2
-guidance_scale = 5.0
-resolution = 64
-batch_size = 6
-metrics = []
+THREE_METHODS = Path(__file__).resolve().parent.parent / "examples" / "tiny_three_methods.toml"
 
-[[methods]]
-key = "copy_paste"
-family = "copy_paste"
 
-[[methods]]
-key = "pbe_a"
-family = "pbe"
-checkpoint = "tiny/pbe"
-
-[[methods]]
-key = "pbe_b"
-family = "pbe"
-checkpoint = "tiny/pbe_seed1"
-"""
+def three_methods_config(name: str) -> str:
+    return THREE_METHODS.read_text().replace('name = "three-methods"', f"name = {json.dumps(name)}", 1)
 
 
 @pytest.fixture(scope="session")
@@ -233,9 +214,9 @@ def second_pbe(tiny_weights):
 
 @pytest.fixture
 def finished_experiment(demo_dataset, weights_dir, second_pbe):
-    """Makes a finished STUDY_EXPERIMENT: its jobs run in this process, not on a worker."""
+    """Makes a finished examples/tiny_three_methods.toml experiment: its jobs run in this process, not on a worker."""
     def make(name="rated"):
-        experiment = experiment_evaluate(config=parse_experiment_config(STUDY_EXPERIMENT.format(name=name))).experiment
+        experiment = experiment_evaluate(config=parse_experiment_config(three_methods_config(name))).experiment
         for job in jobs_of(experiment):
             job_run(job_id=job.pk)
         return experiment

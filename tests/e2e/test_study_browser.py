@@ -347,6 +347,8 @@ def test_a_researcher_creates_a_study_shares_the_link_and_downloads_the_ratings(
     page.uncheck("input[name=methods][value=pbe_b]")
     page.select_option("select[name=items]", "random")
     page.fill("input[name=n_items]", "4")
+    # The rater below answers at random: a failed attention check must not end their work.
+    page.fill("input[name=max_attention_failures]", "1")
     navigate(page, lambda: page.click("#create-study"))
     study = Study.objects.get(name="Browser study")
     assert urlsplit(page.url).path == f"/studies/{study.pk}/"
