@@ -1,6 +1,6 @@
 """Human rating studies in a real browser (Debian's Chromium driven by Playwright) against the
 live server: a rater answering by mouse and by keyboard, one image per screen, rank mode, the
-researcher's pages, and everything a rater's browser receives (the blinding)."""
+researcher's pages, everything a rater's browser receives (the blinding), and a phone."""
 import csv
 import random
 import re
@@ -52,7 +52,7 @@ def browser(monkeypatch):
 
 
 def new_page(browser, **options):
-    context = browser.new_context(viewport={"width": 1280, "height": 1400}, **options)
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 1400}, **options})
     context.set_default_timeout(30_000)
     return context.new_page()
 
@@ -572,3 +572,29 @@ def test_a_raters_browser_receives_nothing_that_tells_the_methods_apart(live_ser
     assert len(set(method_sequences)) > 1
     assert len({sequence[0] for sequence in method_sequences}) > 1  # slot A holds different methods
     assert Rater.objects.filter(study=study, finished_at__isnull=False).count() == 2
+
+
+# --- 6. On a phone -----------------------------------------------------------------------------
+
+
+def test_on_a_phone_the_trial_fits_the_screen_and_answers_by_tapping(live_server, browser, finished_experiment):
+    study = study_create(name="phone", experiment=finished_experiment(), ratings_per_pair=1, trials_per_rater=1,
+                         attention_checks=0, completion_code="TAP-1", live=True)
+    page = new_page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    enter_and_consent(page, live_server, study)
+    # Nothing wider than the screen, and the candidates stacked in one column, each as wide as it.
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    boxes = [page.locator(".candidate").nth(i).bounding_box() for i in range(page.locator(".candidate").count())]
+    assert len(boxes) == 3 and len({round(b["x"]) for b in boxes}) == 1
+    assert all(b["width"] > 300 for b in boxes)
+    # Every scale choice is a tap target of a usable size.
+    spans = page.locator("#trial-form .row label span")
+    assert all(box["height"] >= 32 and box["width"] >= 32
+               for box in (spans.nth(i).bounding_box() for i in range(spans.count())))
+    view = shown(page)
+    values = some_values(view["rows"], seed=5)
+    for name in view["rows"]:
+        page.locator(f"#trial-form input[name='{name}'][value='{values[name]}'] + span").tap()
+    navigate(page, lambda: page.locator("#submit-trial").tap())
+    assert page.text_content("#completion-code") == "TAP-1"
+    assert_stored_as_shown(view, values, list(study.criteria.values_list("key", flat=True)))
