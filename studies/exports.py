@@ -1,12 +1,11 @@
-"""CSV exports of a study: every raw rating (streamed row by row, so a large study never
+"""CSV exports of a study: every raw rating (streamed in chunks, so a large study never
 times out or fills memory) and the aggregates (Table 3 with its statistics, joined with
 the experiment's metrics). Excluded raters stay in the raw export, flagged."""
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
+from evalsite.exports import csv_lines
 from studies.models import Rating, Study, TrialStatus
 from studies.results import StudyResults, joined_table, study_results
 from studies.selectors import rater_quality
@@ -29,10 +28,9 @@ def _cell(value: object) -> object:
     return value
 
 
-def csv_line(values) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(["" if v is None else v for v in values])
-    return buffer.getvalue()
+def _csv(columns: list[str], rows: Iterable[list]) -> Iterator[str]:
+    """Rows of values in column order, through evalsite's streaming CSV writer."""
+    return csv_lines((dict(zip(columns, values)) for values in rows), columns)
 
 
 def _iso(moment) -> str:
@@ -41,8 +39,11 @@ def _iso(moment) -> str:
 
 def rating_lines(study: Study) -> Iterator[str]:
     """The header, then one line per stored rating (attention checks included, marked)."""
+    return _csv(RATING_COLUMNS, _rating_rows(study))
+
+
+def _rating_rows(study: Study) -> Iterator[list]:
     quality = rater_quality(study)
-    yield csv_line(RATING_COLUMNS)
     rows = (
         Rating.objects.filter(trial__rater__study=study, trial__status=TrialStatus.ANSWERED)
         .order_by("trial__rater__created_at", "trial__position", "slot", "criterion__position")
@@ -58,11 +59,11 @@ def rating_lines(study: Study) -> Iterator[str]:
          external_session, trial, position, shown, answered) in rows:
         q = quality.get(rater_id)
         seconds = round((answered - shown).total_seconds(), 3) if shown and answered else None
-        yield csv_line([
+        yield [
             study.name, item, sample, method or "", int(method is None), slot, criterion, score, study.response_mode,
-            pseudonym, platform, _cell(external_id), _cell(external_study), _cell(external_session), trial, position, _iso(shown),
-            _iso(answered), seconds, int(bool(q and q.excluded)), q.reason if q else "",
-        ])
+            pseudonym, platform, _cell(external_id), _cell(external_study), _cell(external_session), trial,
+            position, _iso(shown), _iso(answered), seconds, int(bool(q and q.excluded)), q.reason if q else "",
+        ]
 
 
 def aggregate_lines(study: Study, results: StudyResults | None = None) -> Iterator[str]:
@@ -71,33 +72,38 @@ def aggregate_lines(study: Study, results: StudyResults | None = None) -> Iterat
     results = results or study_results(study)
     joined = joined_table(results)
     metric_names = [c.metric for c in joined.metric_columns]
-    yield csv_line(AGGREGATE_COLUMNS + [f"{m}{suffix}" for m in metric_names for suffix in ("", "_ci_low", "_ci_high")])
+    columns = AGGREGATE_COLUMNS + [f"{m}{suffix}" for m in metric_names for suffix in ("", "_ci_low", "_ci_high")]
     metric_cells = {row.key: row.metrics for row in joined.rows}
-    for c in results.criteria:
-        friedman = c.friedman
-        for row in c.rows:
-            interval = row.interval
-            metrics = []
-            for cell in metric_cells.get(row.method.key, [None] * len(metric_names)):
-                score = cell.score if cell is not None else None
-                metrics += [score.value if score else None, score.ci_low if score else None,
-                            score.ci_high if score else None]
-            yield csv_line([
-                study.name, c.criterion.key, row.method.key,
-                interval.mean if interval else None, interval.low if interval else None,
-                interval.high if interval else None, interval.n_ratings if interval else 0,
-                interval.n_items if interval else 0, interval.n_raters if interval else 0, int(row.best),
-                friedman.statistic if friedman else None, friedman.p_value if friedman else None,
-                friedman.kendalls_w if friedman else None, c.alpha, results.interval_method,
-            ] + metrics)
+
+    def rows():
+        for c in results.criteria:
+            friedman = c.friedman
+            for row in c.rows:
+                interval = row.interval
+                metrics = []
+                for cell in metric_cells.get(row.method.key, [None] * len(metric_names)):
+                    score = cell.score if cell is not None else None
+                    metrics += [score.value if score else None, score.ci_low if score else None,
+                                score.ci_high if score else None]
+                yield [
+                    study.name, c.criterion.key, row.method.key,
+                    interval.mean if interval else None, interval.low if interval else None,
+                    interval.high if interval else None, interval.n_ratings if interval else 0,
+                    interval.n_items if interval else 0, interval.n_raters if interval else 0, int(row.best),
+                    friedman.statistic if friedman else None, friedman.p_value if friedman else None,
+                    friedman.kendalls_w if friedman else None, c.alpha, results.interval_method,
+                ] + metrics
+
+    return _csv(columns, rows())
+
+
+PAIRWISE_COLUMNS = ["study", "criterion", "a", "b", "n_items", "wilcoxon_statistic", "p", "p_holm"]
 
 
 def pairwise_lines(study: Study, results: StudyResults | None = None) -> Iterator[str]:
     results = results or study_results(study)
-    yield csv_line(["study", "criterion", "a", "b", "n_items", "wilcoxon_statistic", "p", "p_holm"])
-    for c in results.criteria:
-        for t in c.pairwise:
-            yield csv_line([study.name, c.criterion.key, t.a, t.b, t.n, t.statistic, t.p_value, t.p_holm])
+    return _csv(PAIRWISE_COLUMNS, ([study.name, c.criterion.key, t.a, t.b, t.n, t.statistic, t.p_value, t.p_holm]
+                                   for c in results.criteria for t in c.pairwise))
 
 
 EXPORTS = {"ratings": rating_lines, "aggregates": aggregate_lines, "pairwise": pairwise_lines}

@@ -61,7 +61,10 @@ def _cookie_rater(request, study: Study) -> Rater | None:
         value = request.get_signed_cookie(COOKIE, salt=_salt(study), max_age=COOKIE_MAX_AGE)
     except (KeyError, BadSignature):
         return None
-    return Rater.objects.filter(study=study, token=value).select_related("study").first()
+    rater = Rater.objects.filter(study=study, token=value).first()
+    if rater is not None:
+        rater.study = study  # loaded already: no second read of the study on every request
+    return rater
 
 
 def _set_cookie(response, request, study: Study, rater: Rater) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from evalsite import exports
+from evalsite.management.files import write_whole
 from evalsite.models import Experiment
 from evalsite.results import experiment_results
 from metrics.weights import STAND_IN_NOTE
@@ -41,16 +42,7 @@ class Command(BaseCommand):
             for chunk in chunks:
                 self.stdout.write(chunk, ending="")
             return
-        # Whole or nothing: written beside the target, then renamed over it.
-        temp = output.with_name(f".{output.name}.partial")
-        try:
-            with open(temp, "w", encoding="utf-8", newline="") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-            temp.replace(output)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+        write_whole(output, chunks)
         if table.stand_in:
             self.stderr.write(self.style.WARNING(f"note: {STAND_IN_NOTE}"))
         self.stdout.write(f"wrote {output}")

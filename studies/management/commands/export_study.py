@@ -3,6 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from evalsite.management.files import write_whole
 from studies.exports import EXPORTS
 from studies.models import Study
 
@@ -27,15 +28,5 @@ class Command(BaseCommand):
             for line in lines:
                 self.stdout.write(line, ending="")
             return
-        temp = output.with_name(f".{output.name}.partial")  # whole or nothing
-        rows = -1
-        try:
-            with open(temp, "w", encoding="utf-8", newline="") as handle:
-                for line in lines:
-                    handle.write(line)
-                    rows += 1
-            temp.replace(output)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise CommandError(f"cannot write {output}: {exc.strerror}") from None
-        self.stdout.write(f"wrote {rows} rows to {output}")
+        write_whole(output, lines)
+        self.stdout.write(f"wrote {output}")
