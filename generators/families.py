@@ -45,15 +45,15 @@ FAMILIES: dict[str, Family] = {
             available=True,
             needs_checkpoint=True,
             params=(
-                Choice("encoder", "clip_cls", available=("clip_cls",), planned=("clip_all", "dinov2")),
+                Choice("encoder", "clip_cls", available=("clip_cls", "clip_all", "dinov2")),
             ),
         ),
         Family(
             "dtc",
-            available=False,
+            available=True,
             needs_checkpoint=True,
             params=(
-                Choice("fusion", "film", available=(), planned=("film", "cross_attention", "addition")),
+                Choice("fusion", "film", available=("film", "cross_attention", "addition")),
             ),
         ),
         Family(

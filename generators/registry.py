@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generators.base import Generator
-from generators.checkpoints import check_pbe_checkpoint
+from generators.checkpoints import check_dtc_checkpoint, check_pbe_checkpoint
 from generators.families import FAMILIES, get_family, resolve_params
 from generators.types import GeneratorError, MethodSpec
 
 __all__ = ["FAMILIES", "build_generator", "validate_spec"]
 
-_CHECKPOINT_CHECKS = {"pbe": check_pbe_checkpoint}
+_CHECKPOINT_CHECKS = {"pbe": check_pbe_checkpoint, "dtc": check_dtc_checkpoint}
 
 
 def validate_spec(spec: MethodSpec) -> MethodSpec:
@@ -23,7 +23,7 @@ def validate_spec(spec: MethodSpec) -> MethodSpec:
     family = get_family(spec.family)
     params = resolve_params(family.key, spec.params)
     if family.needs_checkpoint:
-        _CHECKPOINT_CHECKS[family.key](spec.checkpoint)
+        _CHECKPOINT_CHECKS[family.key](spec.checkpoint, params)
     elif spec.checkpoint:
         raise GeneratorError(
             f"method family {family.key!r} takes no checkpoint, got checkpoint = {spec.checkpoint!r}"
@@ -46,6 +46,16 @@ def build_generator(
         from generators.pbe import PbeGenerator
 
         return PbeGenerator(
+            spec.checkpoint,
+            params=spec.params,
+            device=device,
+            dtype=dtype,
+            batch_invariant=batch_invariant,
+        )
+    if spec.family == "dtc":
+        from generators.dtc import DtcGenerator
+
+        return DtcGenerator(
             spec.checkpoint,
             params=spec.params,
             device=device,

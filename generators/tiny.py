@@ -6,17 +6,17 @@ CLI: python -m generators.tiny OUT_DIR [--seed N]  (one OUT_DIR/<family>/ per fa
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import diffusers
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
 from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
-from transformers import CLIPImageProcessor, CLIPVisionConfig
+from transformers import BitImageProcessor, CLIPImageProcessor, CLIPVisionConfig, Dinov2Config
+
+from generators.checkpoint_io import save_components
+from generators.reference_encoders import build_token_encoder
 
 # Sizes chosen for speed: a 64 px image is an 8 x 8 latent (the VAE downsamples by 8, like
 # Stable Diffusion's), and the reference is encoded at 32 px.
@@ -37,7 +37,49 @@ PBE_MODEL_INDEX = {
 }
 
 
-def tiny_pbe_components(seed: int = 0) -> dict:
+def tiny_clip_config() -> CLIPVisionConfig:
+    return CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        projection_dim=TINY_PROJECTION_DIM,
+        num_attention_heads=4,
+        num_hidden_layers=5,  # the clip_cls mapper gets (5 + 1) // 5 = 1 transformer block
+        image_size=TINY_ENCODER_IMAGE_SIZE,
+        patch_size=4,  # (32 / 4)^2 patches + the class token = 65 tokens
+    )
+
+
+def tiny_dinov2_config() -> Dinov2Config:
+    return Dinov2Config(
+        hidden_size=48,  # another width than CLIP's, so a mix-up shows as a shape error
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        mlp_ratio=2,
+        image_size=TINY_ENCODER_IMAGE_SIZE,
+        patch_size=4,
+    )
+
+
+def tiny_image_encoder(encoder: str):
+    """A random-weight reference encoder of the kind `encoder` (call under a fixed seed)."""
+    if encoder == "clip_cls":
+        return PaintByExampleImageEncoder(tiny_clip_config())
+    config = tiny_clip_config() if encoder == "clip_all" else tiny_dinov2_config()
+    return build_token_encoder(encoder, config, TINY_PROJECTION_DIM)
+
+
+def tiny_feature_extractor(encoder: str):
+    size = {"shortest_edge": TINY_ENCODER_IMAGE_SIZE}
+    crop_size = {"height": TINY_ENCODER_IMAGE_SIZE, "width": TINY_ENCODER_IMAGE_SIZE}
+    if encoder == "dinov2":  # DINOv2's own preprocessing (ImageNet mean and std), scaled down
+        return BitImageProcessor(
+            size=size, crop_size=crop_size, do_center_crop=True, do_convert_rgb=True,
+            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        )
+    return CLIPImageProcessor(size=size, crop_size=crop_size)
+
+
+def tiny_pbe_components(seed: int = 0, encoder: str = "clip_cls") -> dict:
     """Random-weight PBE components, the same for the same seed; global RNG left as found."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -63,16 +105,7 @@ def tiny_pbe_components(seed: int = 0) -> dict:
             layers_per_block=1,
             norm_num_groups=16,
         )
-        encoder_config = CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            projection_dim=TINY_PROJECTION_DIM,
-            num_attention_heads=4,
-            num_hidden_layers=5,  # the mapper gets (5 + 1) // 5 = 1 transformer block
-            image_size=TINY_ENCODER_IMAGE_SIZE,
-            patch_size=4,
-        )
-        image_encoder = PaintByExampleImageEncoder(encoder_config)
+        image_encoder = tiny_image_encoder(encoder)
     scheduler = PNDMScheduler(  # the official checkpoint's scheduler settings
         beta_start=0.00085,
         beta_end=0.012,
@@ -82,51 +115,77 @@ def tiny_pbe_components(seed: int = 0) -> dict:
         skip_prk_steps=True,
         steps_offset=1,
     )
-    feature_extractor = CLIPImageProcessor(
-        size={"shortest_edge": TINY_ENCODER_IMAGE_SIZE},
-        crop_size={"height": TINY_ENCODER_IMAGE_SIZE, "width": TINY_ENCODER_IMAGE_SIZE},
-    )
     return {
         "unet": unet,
         "vae": vae,
         "image_encoder": image_encoder,
         "scheduler": scheduler,
-        "feature_extractor": feature_extractor,
+        "feature_extractor": tiny_feature_extractor(encoder),
     }
 
 
-def _replace_dir(built: Path, path: Path) -> None:
-    """Move `built` to `path`, replacing an earlier checkpoint there but nothing else."""
-    if path.exists():
-        if any(path.iterdir()) and not (path / "model_index.json").is_file():
-            raise FileExistsError(f"{path} exists and is not a checkpoint; not overwriting it")
-        shutil.rmtree(path)
-    built.rename(path)
+TOKEN_ENCODER_INDEX = {
+    "clip_all": {"image_encoder": ["transformers", "CLIPVisionModel"]},
+    "dinov2": {"image_encoder": ["transformers", "Dinov2Model"]},
+}
 
 
-def build_tiny_pbe(path: str | Path, *, seed: int = 0) -> Path:
-    """Write a tiny random-weight Paint-by-Example checkpoint to `path` (official layout)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Built next to its destination, then renamed: never a half-written checkpoint.
-    built = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        for name, component in tiny_pbe_components(seed).items():
-            component.save_pretrained(built / name)
-        model_index = {**PBE_MODEL_INDEX, "_diffusers_version": diffusers.__version__}
-        (built / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
-        _replace_dir(built, path)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
-    return path
+def build_tiny_pbe(path: str | Path, *, seed: int = 0, encoder: str = "clip_cls") -> Path:
+    """Write a tiny random-weight Paint-by-Example checkpoint to `path`: the official layout
+    for clip_cls, the token-encoder layout (generators.checkpoints) for clip_all and dinov2."""
+    model_index = dict(PBE_MODEL_INDEX)
+    if encoder != "clip_cls":
+        model_index.update(TOKEN_ENCODER_INDEX[encoder])
+        model_index["image_projection"] = ["generators.reference_encoders", "ReferenceProjection"]
+    return save_components(tiny_pbe_components(seed, encoder), model_index, path)
 
 
-TINY_BUILDERS: dict[str, Callable[..., Path]] = {"pbe": build_tiny_pbe}
+def tiny_dtc_pipeline(seed: int = 0, fusion: str = "film", *, trained: bool = True, hint_sees_noisy_latent: bool = True):
+    """A tiny DTC on tiny dinov2-PBE components (the same UNet, VAE and encoder as
+    build_tiny_pbe(seed=seed, encoder="dinov2")). trained=True gives the fusion layers small
+    random weights, a stand-in for training, so each fusion mode draws its own images;
+    False leaves them zero, as generators.dtc.build_dtc does."""
+    from generators.dtc import DiffuseToChoosePipeline, DtcHintModel
+
+    components = tiny_pbe_components(seed, "dinov2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        hint = DtcHintModel.from_unet(components["unet"], fusion=fusion, adapter_channels=(8, 8, 8),
+                                      hint_sees_noisy_latent=hint_sees_noisy_latent)
+        if trained:
+            with torch.no_grad():
+                for parameter in hint.fusion_layers.parameters():
+                    parameter.normal_(0.0, 0.05)
+    scheduler = DDIMScheduler(  # Stable Diffusion's DDIM settings
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    )
+    return DiffuseToChoosePipeline(
+        unet=components["unet"], vae=components["vae"], image_encoder=components["image_encoder"],
+        hint=hint, scheduler=scheduler, feature_extractor=components["feature_extractor"],
+    )
+
+
+def build_tiny_dtc(path: str | Path, *, seed: int = 0, fusion: str = "film") -> Path:
+    """Write a tiny DTC checkpoint (trained-looking fusion, see tiny_dtc_pipeline) to `path`."""
+    return tiny_dtc_pipeline(seed, fusion).save_pretrained(path)
+
+
+# The checkpoints of Tables 1 and 2's rows: folder name -> builder. "+ perceptual" is a
+# dinov2 checkpoint trained with another loss: here, other random weights (seed 2).
+TINY_BUILDERS: dict[str, Callable[..., Path]] = {
+    "pbe": build_tiny_pbe,
+    "pbe_clip_all": lambda path, seed=0: build_tiny_pbe(path, seed=seed, encoder="clip_all"),
+    "pbe_dinov2": lambda path, seed=0: build_tiny_pbe(path, seed=seed, encoder="dinov2"),
+    "pbe_dinov2_perceptual": lambda path, seed=0: build_tiny_pbe(path, seed=seed + 2, encoder="dinov2"),
+    "dtc_film": lambda path, seed=0: build_tiny_dtc(path, seed=seed, fusion="film"),
+    "dtc_cross_attention": lambda path, seed=0: build_tiny_dtc(path, seed=seed, fusion="cross_attention"),
+    "dtc_addition": lambda path, seed=0: build_tiny_dtc(path, seed=seed, fusion="addition"),
+}
 
 
 def build_all(out_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
-    """Every tiny checkpoint family available, each into out_dir/<family>/."""
+    """Every tiny checkpoint, each into out_dir/<name>/ (names: TINY_BUILDERS)."""
     out_dir = Path(out_dir)
     return {family: build(out_dir / family, seed=seed) for family, build in TINY_BUILDERS.items()}
 

@@ -31,6 +31,14 @@ def tiny_pbe_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict:
+    """Every tiny checkpoint of generators.tiny (Tables 1 and 2's rows), by folder name."""
+    from generators.tiny import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-all"))
+
+
+@pytest.fixture(scope="session")
 def tiny_pbe_generator(tiny_pbe_checkpoint):
     from generators.pbe import PbeGenerator
 

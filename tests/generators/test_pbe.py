@@ -134,8 +134,6 @@ def test_resolution_must_suit_the_vae(tiny_pbe_generator, make_request):
     ("encoder", "message"),
     [
         ("vit", r"encoder = 'vit' is not allowed; allowed values: clip_cls, clip_all, dinov2"),
-        ("clip_all", r"encoder = 'clip_all' is not available yet"),
-        ("dinov2", r"encoder = 'dinov2' is not available yet"),
     ],
 )
 def test_bad_encoder_is_rejected_before_loading(encoder, message, tmp_path):

@@ -23,7 +23,7 @@ def test_unknown_family_lists_the_families():
         validate_spec(MethodSpec(family="sdxl"))
 
 
-@pytest.mark.parametrize("family", ["dtc", "dreampaint"])
+@pytest.mark.parametrize("family", ["dreampaint"])
 def test_known_but_unavailable_families(family, tiny_pbe_checkpoint):
     with pytest.raises(GeneratorError, match=f"'{family}' is not available yet"):
         validate_spec(MethodSpec(family=family, checkpoint=str(tiny_pbe_checkpoint)))
@@ -90,8 +90,8 @@ def test_build_generator(tiny_pbe_checkpoint, tiny_pbe_generator, make_request):
     assert np.array_equal(np.asarray(built), np.asarray(fixture))
 
 
-def test_every_available_family_builds(tiny_pbe_checkpoint):
-    checkpoints = {"pbe": str(tiny_pbe_checkpoint)}
+def test_every_available_family_builds(tiny_checkpoints):
+    checkpoints = {"pbe": str(tiny_checkpoints["pbe"]), "dtc": str(tiny_checkpoints["dtc_film"])}
     for key, family in FAMILIES.items():
         if family.available:
             generator = build_generator(MethodSpec(key, checkpoint=checkpoints.get(key)))

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from generators.checkpoints import check_pbe_checkpoint
+from generators.checkpoints import check_dtc_checkpoint, check_pbe_checkpoint
 from generators.pbe import load_pbe_pipeline
-from generators.tiny import build_tiny_pbe, tiny_pbe_components
+from generators.tiny import TINY_BUILDERS, build_tiny_pbe, tiny_pbe_components
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,5 +71,10 @@ def test_cli_builds_every_family(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
     )
     lines = [line.split("\t") for line in result.stdout.splitlines()]
-    assert lines == [["pbe", str(tmp_path / "models" / "pbe")]]
+    assert lines == [[name, str(tmp_path / "models" / name)] for name in TINY_BUILDERS]
     check_pbe_checkpoint(tmp_path / "models" / "pbe")
+    check_pbe_checkpoint(tmp_path / "models" / "pbe_clip_all", {"encoder": "clip_all"})
+    for encoder in ("pbe_dinov2", "pbe_dinov2_perceptual"):
+        check_pbe_checkpoint(tmp_path / "models" / encoder, {"encoder": "dinov2"})
+    for fusion in ("film", "cross_attention", "addition"):
+        check_dtc_checkpoint(tmp_path / "models" / f"dtc_{fusion}", {"fusion": fusion})
