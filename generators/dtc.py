@@ -65,6 +65,7 @@ from generators.reference_encoders import (
     encode_reference,
     load_token_encoder,
 )
+from generators.strict_loading import load_strictly
 from generators.types import GenerationSettings, GeneratorError, InpaintRequest
 
 FUSIONS = ("film", "cross_attention", "addition")
@@ -317,6 +318,10 @@ class DiffuseToChoosePipeline:
         self.scheduler, self.feature_extractor = scheduler, feature_extractor
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        for model in self.models.values():
+            # Inference: freshly built parts are in training mode, where attention may take
+            # another kernel (dropout), so built and loaded pipelines would differ in the last bit.
+            model.eval()
 
     @property
     def models(self) -> dict[str, nn.Module]:
@@ -341,8 +346,8 @@ class DiffuseToChoosePipeline:
         loaders = {
             **diffusion_loaders(root, dtype),
             "image_encoder": lambda _: load_token_encoder("dinov2", root, dtype),
-            "hint": lambda folder: DtcHintModel.from_pretrained(folder, torch_dtype=dtype, local_files_only=True),
-            "feature_extractor": lambda folder: AutoImageProcessor.from_pretrained(folder, backend="pil", local_files_only=True),
+            "hint": lambda folder: load_strictly(DtcHintModel, folder, "hint (adapter, hint encoder, fusion)", torch_dtype=dtype),
+            "feature_extractor": lambda folder: AutoImageProcessor.from_pretrained(folder, local_files_only=True),
         }
         components = load_components(root, loaders)
         check_unet_fits(root, components["unet"], components["image_encoder"])
@@ -475,7 +480,7 @@ def build_dtc(base: str | Path, dinov2: str | Path, out: str | Path, *, fusion: 
         hint = DtcHintModel.from_unet(unet, fusion=fusion, hint_sees_noisy_latent=hint_sees_noisy_latent,
                                       adapter_channels=adapter_channels, cross_attention_min_level=cross_attention_min_level)
     try:
-        processor = AutoImageProcessor.from_pretrained(str(dinov2), backend="pil", local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(str(dinov2), local_files_only=True)
     except Exception as exc:
         raise GeneratorError(f"{dinov2}: no usable preprocessor_config.json: {exc}") from exc
     pipeline = DiffuseToChoosePipeline(unet=unet, vae=loaded["vae"], image_encoder=TokenReferenceEncoder("dinov2", encoder, projection),

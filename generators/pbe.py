@@ -17,6 +17,7 @@ from generators.checkpoints import check_pbe_checkpoint, read_json
 from generators.devices import cpu_generator, resolve_dtype
 from generators.pipeline_generator import CanvasPair, PipelineGenerator
 from generators.reference_encoders import encode_reference, load_token_encoder
+from generators.strict_loading import load_strictly
 from generators.types import GenerationSettings, GeneratorError, InpaintRequest
 
 UNET_IN_CHANNELS = 9  # 4 noisy latent + 4 masked-scene latent + 1 mask
@@ -59,8 +60,8 @@ def load_components(root: Path, loaders: dict) -> dict:
 def diffusion_loaders(root: Path, dtype: torch.dtype) -> dict:
     """Loaders of the parts every inpainting checkpoint here has: UNet, VAE, scheduler."""
     return {
-        "unet": lambda path: UNet2DConditionModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True),
-        "vae": lambda path: AutoencoderKL.from_pretrained(path, torch_dtype=dtype, local_files_only=True),
+        "unet": lambda path: load_strictly(UNet2DConditionModel, path, "UNet", torch_dtype=dtype),
+        "vae": lambda path: load_strictly(AutoencoderKL, path, "VAE", torch_dtype=dtype),
         "scheduler": lambda path: scheduler_class(root).from_pretrained(path, local_files_only=True),
     }
 
@@ -98,16 +99,14 @@ def load_pbe_pipeline(
     dtype = resolve_dtype(device, dtype)
     loaders = diffusion_loaders(root, dtype)
     if encoder == "clip_cls":
-        loaders["image_encoder"] = lambda path: PaintByExampleImageEncoder.from_pretrained(
-            path, config=CLIPVisionConfig.from_pretrained(path), dtype=dtype, local_files_only=True
+        loaders["image_encoder"] = lambda path: load_strictly(
+            PaintByExampleImageEncoder, path, "clip_cls encoder", config=CLIPVisionConfig.from_pretrained(path), dtype=dtype
         )
         loaders["feature_extractor"] = lambda path: CLIPImageProcessor.from_pretrained(path, local_files_only=True)
         pipeline_class = PaintByExamplePipeline
     else:
         loaders["image_encoder"] = lambda _: load_token_encoder(encoder, root, dtype)
-        loaders["feature_extractor"] = lambda path: AutoImageProcessor.from_pretrained(
-            path, backend="pil", local_files_only=True
-        )
+        loaders["feature_extractor"] = lambda path: AutoImageProcessor.from_pretrained(path, local_files_only=True)
         pipeline_class = TokenPaintByExamplePipeline
     components = load_components(root, loaders)
     check_unet_fits(root, components["unet"], components["image_encoder"])

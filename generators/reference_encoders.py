@@ -22,6 +22,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 from transformers import CLIPVisionModel, Dinov2Model
 
+from generators.strict_loading import load_strictly
 from generators.types import GeneratorError
 
 TOKEN_BACKBONES: dict[str, type] = {"clip_all": CLIPVisionModel, "dinov2": Dinov2Model}
@@ -91,14 +92,18 @@ def load_token_encoder(kind: str, root: Path, dtype: torch.dtype) -> TokenRefere
     """image_encoder/ (transformers layout) and image_projection/ of the checkpoint `root`;
     GeneratorError naming the folder and the mismatch otherwise."""
     backbone_dir, projection_dir = root / "image_encoder", root / "image_projection"
-    try:
-        backbone = TOKEN_BACKBONES[kind].from_pretrained(str(backbone_dir), dtype=dtype, local_files_only=True)
-    except Exception as exc:
-        raise GeneratorError(f"cannot load the {kind} encoder from {backbone_dir}: {type(exc).__name__}: {exc}") from exc
-    try:
-        projection = ReferenceProjection.from_pretrained(str(projection_dir), torch_dtype=dtype, local_files_only=True)
-    except Exception as exc:
-        raise GeneratorError(f"cannot load {projection_dir}: {type(exc).__name__}: {exc}") from exc
+    loaded = {}
+    for folder, load in (
+        (backbone_dir, lambda: load_strictly(TOKEN_BACKBONES[kind], backbone_dir, f"{kind} encoder", dtype=dtype)),
+        (projection_dir, lambda: load_strictly(ReferenceProjection, projection_dir, "projection", torch_dtype=dtype)),
+    ):
+        try:
+            loaded[folder] = load()
+        except GeneratorError:
+            raise
+        except Exception as exc:
+            raise GeneratorError(f"cannot load {folder}: {type(exc).__name__}: {exc}") from exc
+    backbone, projection = loaded[backbone_dir], loaded[projection_dir]
     width = backbone.config.hidden_size
     if projection.config.in_features != width:
         raise GeneratorError(
