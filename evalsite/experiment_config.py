@@ -17,7 +17,7 @@ TOP_LEVEL_KEYS = {
     "name", "dataset", "description", "seeds", "num_inference_steps", "guidance_scale",
     "resolution", "batch_size", "batch_invariant", "metrics", "methods",
 }
-METHOD_KEYS = {"key", "family", "params", "checkpoint"}
+METHOD_KEYS = {"key", "family", "params", "checkpoint", "num_inference_steps", "guidance_scale"}
 
 
 class ExperimentConfigError(Exception):
@@ -33,6 +33,10 @@ class MethodConfig:
     family: str
     params: dict = field(default_factory=dict)
     checkpoint: str = ""
+    # Resolved when the file is read: the method's own value, else the file's, else (steps)
+    # the family's default; None only for families that run no sampler.
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,7 @@ def parse_experiment_config(text: str, *, source: str = "<experiment>") -> Exper
     if isinstance(resolution, int) and resolution % 8:
         problems.append(f"resolution = {resolution}: expected a multiple of 8 (latent diffusion works on 8x-downsampled latents)")
     batch_size = _integer(data, "batch_size", 4, 1, 256, problems)
-    guidance = data.get("guidance_scale", 5.0)
-    if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or guidance < 0:
-        problems.append(f"guidance_scale = {guidance!r}: expected a number >= 0 (1 disables classifier-free guidance)")
+    guidance = _guidance(data, "guidance_scale", 5.0, problems)
     batch_invariant = data.get("batch_invariant", True)
     if not isinstance(batch_invariant, bool):
         problems.append(f"batch_invariant = {batch_invariant!r}: expected true or false")
@@ -105,7 +107,8 @@ def parse_experiment_config(text: str, *, source: str = "<experiment>") -> Exper
     if not isinstance(metrics, list) or any(m not in KNOWN_METRICS for m in metrics):
         problems.append(f"metrics = {metrics!r}: expected a list drawn from {', '.join(KNOWN_METRICS)}")
 
-    methods = _methods(data.get("methods"), problems)
+    file_steps = steps if "num_inference_steps" in data else None
+    methods = _methods(data.get("methods"), problems, steps=file_steps, guidance=guidance)
     if problems:
         raise ExperimentConfigError(source, problems)
     return ExperimentConfig(
@@ -140,7 +143,29 @@ def _integer(data, key, default, low, high, problems):
     return value
 
 
-def _methods(raw, problems) -> list[MethodConfig]:
+def _guidance(data, key, default, problems):
+    value = data.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        problems.append(f"{key} = {value!r}: expected a number >= 0 (1 disables classifier-free guidance)")
+        return default
+    return float(value)
+
+
+def _sampling(entry, family: str, where: str, problems, *, steps, guidance) -> tuple[int | None, float | None]:
+    """A method's steps and guidance: its own, else the file's, else the family's default."""
+    if not get_family(family).samples:
+        for key in ("num_inference_steps", "guidance_scale"):
+            if key in entry:
+                problems.append(f"{where}: family {family!r} runs no sampler; {key} does not apply")
+        return None, None
+    method_problems: list[str] = []
+    own_steps = _integer(entry, "num_inference_steps", steps or get_family(family).default_steps, 1, 1000, method_problems)
+    own_guidance = _guidance(entry, "guidance_scale", guidance, method_problems)
+    problems.extend(f"{where}: {problem}" for problem in method_problems)
+    return own_steps, own_guidance
+
+
+def _methods(raw, problems, *, steps=None, guidance=5.0) -> list[MethodConfig]:
     if not isinstance(raw, list) or not raw:
         problems.append("methods: expected at least one [[methods]] table with key and family")
         return []
@@ -184,5 +209,7 @@ def _methods(raw, problems) -> list[MethodConfig]:
         except GeneratorError as exc:
             problems.append(f"{where}: {exc}")
             continue
-        methods.append(MethodConfig(key=key, family=family, params=params, checkpoint=checkpoint))
+        own_steps, own_guidance = _sampling(entry, family, where, problems, steps=steps, guidance=guidance)
+        methods.append(MethodConfig(key=key, family=family, params=params, checkpoint=checkpoint,
+                                    num_inference_steps=own_steps, guidance_scale=own_guidance))
     return methods

@@ -34,6 +34,8 @@ class Family:
     # False for families that run no sampler: steps, guidance and batching do not change
     # their pixels, so they are left out of the method's identity.
     samples: bool = True
+    # Sampling steps when the experiment file sets none (each paper's own).
+    default_steps: int = 50
 
 
 FAMILIES: dict[str, Family] = {
@@ -55,6 +57,7 @@ FAMILIES: dict[str, Family] = {
             params=(
                 Choice("fusion", "film", available=("film", "cross_attention", "addition")),
             ),
+            default_steps=40,  # DTC: DDIM, 40 steps
         ),
         Family(
             "dreampaint",

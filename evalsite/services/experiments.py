@@ -135,8 +135,8 @@ def _methods_of(config: ExperimentConfig, on_message=None) -> list[tuple[MethodC
                 checkpoint_hash=checkpoint_hash,
                 pixel_settings=pixel_settings(
                     column.family,
-                    num_inference_steps=config.num_inference_steps,
-                    guidance_scale=config.guidance_scale,
+                    num_inference_steps=column.num_inference_steps or config.num_inference_steps,
+                    guidance_scale=config.guidance_scale if column.guidance_scale is None else column.guidance_scale,
                     resolution=config.resolution,
                     batch_invariant=config.batch_invariant,
                 ),

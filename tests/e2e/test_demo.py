@@ -33,7 +33,13 @@ def test_demo_serves_a_finished_experiment_on_embedded_defaults(tmp_path):
             time.sleep(0.5)
         assert address, log.read_text()[-4000:]
         text = log.read_text()
-        assert "all 24 images generated" in text and "sign in as 'demo'" in text
+        assert "all 36 images generated" in text and "sign in as 'demo'" in text
+        # DTC's Tables 1 and 2, every row, reusing the demo experiment's images (one seed).
+        assert "24 image(s) in all: 12 exist, 12 to generate" in text
+        assert "30 image(s) in all: 12 exist, 18 to generate" in text
+        for row in ("PBE_best", "DTC_addition", "DTC_cross-attention", "DTC_FiLM", "PBE_CLIP_cls", "PBE+CLIP_all",
+                    "PBE+DINOv2", "PBE+DINOv2+perceptual", "DTC"):
+            assert re.search(rf"^{re.escape(row)} +\d+\.\d\d ", text, re.MULTILINE), row
         # The metrics were computed with the stand-ins, and the table says so.
         assert "CLIP score" in text and "FID" in text and "KID" in text and "CLIP-FID" in text
         assert "demo features: not comparable to published numbers" in text
@@ -59,7 +65,7 @@ def test_demo_serves_a_finished_experiment_on_embedded_defaults(tmp_path):
         consent = rater.open(rater_link, timeout=10)
         assert "/consent/" in consent.url and b"I agree, start" in consent.read()
         outputs = list((tmp_path / "var" / "media" / "outputs").rglob("*.png"))
-        assert len(outputs) == 24
+        assert len(outputs) == 36 + 12 + 18
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=60)

@@ -72,3 +72,59 @@ def test_bad_fields_are_named(change, expected):
 def test_invalid_toml_says_where():
     with pytest.raises(ExperimentConfigError, match="not valid TOML"):
         parse_experiment_config("name = ", source="broken.toml")
+
+
+FAMILY_DEFAULTS = """
+name = "tables"
+dataset = "shoes"
+
+[[methods]]
+key = "copy_paste"
+family = "copy_paste"
+
+[[methods]]
+key = "pbe"
+family = "pbe"
+checkpoint = "pbe"
+
+[[methods]]
+key = "dtc"
+family = "dtc"
+checkpoint = "dtc"
+params = { fusion = "cross_attention" }
+
+[[methods]]
+key = "dtc_fast"
+family = "dtc"
+checkpoint = "dtc"
+num_inference_steps = 20
+guidance_scale = 3
+"""
+
+
+def test_each_family_samples_as_its_paper_unless_told_otherwise():
+    methods = {m.key: m for m in parse_experiment_config(FAMILY_DEFAULTS).methods}
+    assert (methods["copy_paste"].num_inference_steps, methods["copy_paste"].guidance_scale) == (None, None)
+    assert (methods["pbe"].num_inference_steps, methods["pbe"].guidance_scale) == (50, 5.0)
+    assert (methods["dtc"].num_inference_steps, methods["dtc"].guidance_scale) == (40, 5.0)  # DDIM, 40 steps
+    assert methods["dtc"].params == {"fusion": "cross_attention"}
+    assert (methods["dtc_fast"].num_inference_steps, methods["dtc_fast"].guidance_scale) == (20, 3.0)
+    # The file's own setting applies to every method that sets none.
+    told = {m.key: m for m in parse_experiment_config(FAMILY_DEFAULTS.replace('dataset = "shoes"', 'dataset = "shoes"\nnum_inference_steps = 8\nguidance_scale = 2')).methods}
+    assert (told["pbe"].num_inference_steps, told["dtc"].num_inference_steps, told["dtc_fast"].num_inference_steps) == (8, 8, 20)
+    assert (told["pbe"].guidance_scale, told["dtc"].guidance_scale, told["dtc_fast"].guidance_scale) == (2.0, 2.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("num_inference_steps = 20", "num_inference_steps = 0"), "method 'dtc_fast': num_inference_steps = 0: expected a whole number from 1 to 1000"),
+        (("guidance_scale = 3", "guidance_scale = -1"), "method 'dtc_fast': guidance_scale = -1: expected a number >= 0"),
+        (('family = "copy_paste"', 'family = "copy_paste"\nnum_inference_steps = 4'), "method 'copy_paste': family 'copy_paste' runs no sampler; num_inference_steps does not apply"),
+        (('fusion = "cross_attention"', 'fusion = "concat"'), "method 'dtc': method family 'dtc': fusion = 'concat' is not allowed; allowed values: film, cross_attention, addition"),
+    ],
+)
+def test_bad_method_sampling_fields_are_named(change, expected):
+    with pytest.raises(ExperimentConfigError) as caught:
+        parse_experiment_config(FAMILY_DEFAULTS.replace(*change), source="exp.toml")
+    assert expected in str(caught.value)

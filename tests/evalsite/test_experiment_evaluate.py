@@ -246,3 +246,45 @@ def test_a_missing_checkpoint_is_refused_before_any_job_naming_it(ready):
         experiment_evaluate(config=config(methods=[("pbe", "pbe", "no/such/thing")]))
     assert str(ready / "no/such/thing") in str(error.value) and "unet" in str(error.value)
     assert not GenerationJob.objects.exists() and not Method.objects.exists()
+
+
+DTC_AND_PBE = BASE.format(name="tables", dataset="demo", seeds=[0], steps=2, batch_size=6).replace(
+    "num_inference_steps = 2\n", "") + """
+[[methods]]
+key = "PBE_best"
+family = "pbe"
+checkpoint = "tiny/pbe_dinov2_perceptual"
+params = {{ encoder = "dinov2" }}
+
+[[methods]]
+key = "DTC"
+family = "dtc"
+checkpoint = "tiny/dtc_film"
+params = {{ fusion = "{fusion}" }}
+num_inference_steps = 2
+"""
+
+
+def test_dtc_and_pbe_variants_run_with_their_own_steps(ready):
+    experiment = experiment_evaluate(config=parse_experiment_config(DTC_AND_PBE.format(fusion="film"))).experiment
+    dtc = experiment.methods.get(key="DTC").method
+    pbe = experiment.methods.get(key="PBE_best").method
+    assert (dtc.family, dtc.params, dtc.num_inference_steps) == ("dtc", {"fusion": "film"}, 2)
+    assert (pbe.params, pbe.num_inference_steps) == ({"encoder": "dinov2"}, 50)  # PBE's own default
+    for job in jobs_of(experiment).filter(method=dtc):
+        job_run(job_id=job.pk)
+    outputs = outputs_of(experiment).filter(method=dtc)
+    assert outputs.count() == 6
+    from PIL import Image
+
+    for output in outputs:
+        with output.image.open("rb") as handle:
+            assert Image.open(handle).size == (64, 64)
+
+
+def test_a_dtc_checkpoint_of_another_fusion_is_refused_before_any_job(ready):
+    with pytest.raises(ExperimentError) as error:
+        experiment_evaluate(config=parse_experiment_config(DTC_AND_PBE.format(fusion="addition")))
+    assert "method 'DTC'" in str(error.value)
+    assert "its fusion layers are 'film' (hint/config.json), the method asks for fusion = 'addition'" in str(error.value)
+    assert not GenerationJob.objects.exists() and not Method.objects.exists()

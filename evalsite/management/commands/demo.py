@@ -16,6 +16,8 @@ from metrics.standins import build_clip_stand_in, build_inception_stand_in
 from metrics.weights import CLIP_FOLDER, INCEPTION_FILE
 
 DEMO_USER = "demo"
+# The human study's experiment first, then DTC's Tables 1 and 2 (which reuse its images).
+DEMO_EXPERIMENTS = (("demo", "demo.toml"), ("demo-table1", "demo_table1.toml"), ("demo-table2", "demo_table2.toml"))
 DEMO_PASSWORD = "demo-password"
 
 
@@ -51,10 +53,11 @@ class Command(BaseCommand):
         self._step(f"starting a Celery worker (log: {log_path})")
         worker = start_worker(log_path=log_path, name="demo")
         try:
-            self._step("running the demo experiment")
-            call_command("evaluate", str(BASE_DIR / "examples" / "demo.toml"), wait=True, timeout=600)
-            self._step("computing the demo experiment's metrics")
-            call_command("compute_metrics", "demo", wait=True, timeout=600)
+            for name, file in DEMO_EXPERIMENTS:
+                self._step(f"running the {name} experiment")
+                call_command("evaluate", str(BASE_DIR / "examples" / file), wait=True, timeout=600)
+                self._step(f"computing the {name} experiment's metrics")
+                call_command("compute_metrics", name, wait=True, timeout=600)
             port = _free_port(port)
             # By command name: evalsite never imports the studies app.
             self._step("creating the demo human study")
