@@ -11,8 +11,9 @@ from generators.types import GeneratorError
 
 Layout = tuple[tuple[str, ...], ...]  # each entry: files one of which must exist
 
-_DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-_TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# One file, or an index of shards (large models are saved sharded).
+_DIFFUSERS_WEIGHTS = tuple(f"diffusion_pytorch_model.{ext}" for ext in ("safetensors", "bin", "safetensors.index.json", "bin.index.json"))
+_TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def _component(folder: str, config: str, weights: tuple[str, ...]) -> Layout:
@@ -36,7 +37,7 @@ DTC_LAYOUT: Layout = (*TOKEN_ENCODER_LAYOUT, *_component("hint", "config.json", 
 PBE_PIPELINE_CLASS = "PaintByExamplePipeline"
 DTC_PIPELINE_CLASS = "DiffuseToChoosePipeline"
 # image_encoder/config.json's model_type for each encoder kind.
-ENCODER_MODEL_TYPES = {"clip_cls": "clip_vision_model", "clip_all": "clip_vision_model", "dinov2": "dinov2"}
+ENCODER_MODEL_TYPES = {"clip_all": "clip_vision_model", "dinov2": "dinov2"}
 PBE_ENCODER_ARCHITECTURE = "PaintByExampleImageEncoder"
 
 

@@ -27,6 +27,8 @@ Choices METHODS.md leaves open, as config switches of the hint model:
         computed once per image instead of once per step.
     guidance: the unconditional branch swaps the reference tokens for the learned
         unconditional vector and keeps the hint (as ControlNet's guidance does).
+    mask_channel ("keep", PBE's; "fill" for a DTC built from an SD-inpainting UNet): what
+        the UNet's mask input holds, so either base keeps computing what it was trained to.
 
 Inference: DDIM, 40 steps, guidance 5. A checkpoint is a folder (DiffuseToChoosePipeline
 .save_pretrained / .from_pretrained); `python -m generators.dtc init` builds an untrained
@@ -54,10 +56,10 @@ from torch import nn
 from transformers import AutoImageProcessor, Dinov2Model
 
 from generators.checkpoint_io import save_components
-from generators.checkpoints import DTC_PIPELINE_CLASS, check_dtc_checkpoint, read_json
+from generators.checkpoints import DTC_PIPELINE_CLASS, PBE_PIPELINE_CLASS, check_dtc_checkpoint, read_json
 from generators.devices import cpu_generator, resolve_dtype
 from generators.images import paste_into_largest_rectangle
-from generators.pbe import check_unet_fits, diffusion_loaders, load_components
+from generators.pbe import UNET_IN_CHANNELS, check_unet_fits, diffusion_loaders, load_components
 from generators.pipeline_generator import CanvasPair, PipelineGenerator
 from generators.reference_encoders import (
     ReferenceProjection,
@@ -68,7 +70,6 @@ from generators.reference_encoders import (
 from generators.strict_loading import load_strictly
 from generators.types import GenerationSettings, GeneratorError, InpaintRequest
 
-FUSIONS = ("film", "cross_attention", "addition")
 DEFAULT_STEPS = 40
 DEFAULT_GUIDANCE = 5.0
 
@@ -147,7 +148,8 @@ class CrossAttentionFusion(nn.Module):
         return skip + self.to_out(attended).transpose(1, 2).reshape(batch, channels, height, width)
 
 
-FUSION_LAYERS = {"addition": AdditionFusion, "film": FilmFusion, "cross_attention": CrossAttentionFusion}
+FUSION_LAYERS = {"film": FilmFusion, "cross_attention": CrossAttentionFusion, "addition": AdditionFusion}
+FUSIONS = tuple(FUSION_LAYERS)  # as generators.families lists them (a test holds them equal)
 
 
 def fusion_points(unet_config) -> list[tuple[int, int]]:
@@ -166,6 +168,12 @@ def fusion_points(unet_config) -> list[tuple[int, int]]:
     return points
 
 
+# What the UNet's mask input holds: "keep" = 1 where the scene is kept (Paint by Example's,
+# the default), "fill" = 1 where it is filled (Stable Diffusion inpainting's, for a DTC
+# built from an SD-inpainting UNet). Exact either way; no weight is changed to convert.
+MASK_CHANNELS = ("keep", "fill")
+
+
 class DtcHintModel(ModelMixin, ConfigMixin):
     """Everything DTC adds to a PBE-style UNet: the adapter, the hint encoder and the fusion
     layers. `unet_config` is the main UNet's config; the hint encoder is built from it."""
@@ -178,10 +186,13 @@ class DtcHintModel(ModelMixin, ConfigMixin):
         hint_sees_noisy_latent: bool = True,
         adapter_channels: Sequence[int] = (32, 64, 128),
         cross_attention_min_level: int = 0,
+        mask_channel: str = "keep",
     ):
         super().__init__()
         if fusion not in FUSION_LAYERS:
             raise GeneratorError(f"fusion = {fusion!r} is not allowed; allowed values: {', '.join(FUSIONS)}")
+        if mask_channel not in MASK_CHANNELS:
+            raise GeneratorError(f"mask_channel = {mask_channel!r} is not allowed; allowed values: {', '.join(MASK_CHANNELS)}")
         latent_channels = unet_config["out_channels"]
         in_channels = unet_config["in_channels"] if hint_sees_noisy_latent else latent_channels
         # The encoder half of a UNet of the same config (its up blocks are dropped).
@@ -199,11 +210,13 @@ class DtcHintModel(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_unet(cls, unet: UNet2DConditionModel, *, fusion: str = "film", hint_sees_noisy_latent: bool = True,
-                  adapter_channels: Sequence[int] = (32, 64, 128), cross_attention_min_level: int = 0) -> "DtcHintModel":
+                  adapter_channels: Sequence[int] = (32, 64, 128), cross_attention_min_level: int = 0,
+                  mask_channel: str = "keep") -> "DtcHintModel":
         """A hint model whose encoder starts as a copy of `unet`'s (ControlNet's from_unet)."""
         model = cls(
             unet_config=dict(unet.config), fusion=fusion, hint_sees_noisy_latent=hint_sees_noisy_latent,
             adapter_channels=tuple(adapter_channels), cross_attention_min_level=cross_attention_min_level,
+            mask_channel=mask_channel,
         )
         if (model.device, model.dtype) != (unet.device, unet.dtype):
             model.to(device=unet.device, dtype=unet.dtype)
@@ -220,6 +233,10 @@ class DtcHintModel(ModelMixin, ConfigMixin):
 
     def hint_latent(self, hint_image: torch.Tensor, scene_latent: torch.Tensor) -> torch.Tensor:
         return self.adapter(hint_image) + scene_latent
+
+    def unet_mask(self, keep: torch.Tensor) -> torch.Tensor:
+        """The UNet's mask input from a keep mask (1 = keep), in the UNet's own convention."""
+        return keep if self.config.mask_channel == "keep" else 1 - keep
 
     def features(self, sample: torch.Tensor, timestep, tokens: torch.Tensor) -> list[torch.Tensor]:
         """The hint encoder's 13 (at SD scale) feature maps, in the UNet's skip order."""
@@ -240,13 +257,15 @@ class DtcHintModel(ModelMixin, ConfigMixin):
 # The UNet features fused_unet_forward implements; others (class or added embeddings,
 # GLIGEN, an input projection of the encoder states) are refused at load.
 _SD_UNET = {"class_embed_type": None, "addition_embed_type": None, "time_embedding_act_fn": None,
-            "encoder_hid_dim_type": None, "center_input_sample": False}
+            "encoder_hid_dim_type": None, "center_input_sample": False, "mid_block_type": "UNetMidBlock2DCrossAttn"}
 
 
 def check_sd_style_unet(root: Path, unet: UNet2DConditionModel) -> None:
     for field, expected in _SD_UNET.items():
         if unet.config.get(field, expected) != expected:
             raise GeneratorError(f"{root / 'unet'}: {field} = {unet.config[field]!r}; DTC supports Stable Diffusion UNets ({field} = {expected!r})")
+    if unet.config.in_channels != UNET_IN_CHANNELS:
+        raise GeneratorError(f"{root / 'unet'}: in_channels is {unet.config.in_channels}; DTC's UNet is a 9-channel inpainting UNet")
 
 
 def fused_unet_forward(unet: UNet2DConditionModel, sample: torch.Tensor, timestep, tokens: torch.Tensor,
@@ -270,7 +289,7 @@ def fused_unet_forward(unet: UNet2DConditionModel, sample: torch.Tensor, timeste
 
     *skip_fusion, mid_fusion = fusion
     *skip_hints, mid_hint = hint_features
-    skips = tuple(layer(skip, hint) for layer, skip, hint in zip(skip_fusion, skips, skip_hints))
+    skips = tuple(layer(skip, hint) for layer, skip, hint in zip(skip_fusion, skips, skip_hints, strict=True))
     hidden = mid_fusion(hidden, mid_hint)
 
     for index, block in enumerate(unet.up_blocks):
@@ -288,9 +307,12 @@ def fused_unet_forward(unet: UNet2DConditionModel, sample: torch.Tensor, timeste
 
 def hint_images(masks: Sequence[Image.Image], references: Sequence[Image.Image]) -> torch.Tensor:
     """The pixel-level hint, (B, 3, H, W) in [-1, 1]: each reference pasted into its mask's
-    largest inscribed rectangle on a black canvas."""
+    largest inscribed rectangle on a black canvas. Fill is where the mask is >= 128, where
+    PBE's mask preparation puts it."""
     pixels = np.stack([
-        np.asarray(paste_into_largest_rectangle(Image.new("RGB", mask.size), mask, reference))
+        np.asarray(paste_into_largest_rectangle(
+            Image.new("RGB", mask.size), mask.convert("L").point(lambda v: 255 if v >= 128 else 0), reference
+        ))
         for mask, reference in zip(masks, references)
     ])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -378,17 +400,17 @@ class DiffuseToChoosePipeline:
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (len(image), self.vae.config.latent_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         latents = randn_tensor(shape, generator=list(generator), device=device, dtype=dtype) * self.scheduler.init_noise_sigma
-        keep = F.interpolate(keep, size=shape[-2:]).to(device=device, dtype=dtype)
+        mask = self.hint.unet_mask(F.interpolate(keep, size=shape[-2:]).to(device=device, dtype=dtype))
         scene = self._encode_scene(masked_image.to(device=device, dtype=dtype), generator)
         hint = self.hint.hint_latent(hint_images(mask_image, example_image).to(device=device, dtype=dtype), scene)
-        keep, scene, hint = double(keep), double(scene), double(hint)
+        mask, scene, hint = double(mask), double(scene), double(hint)
         fixed_features = None if self.hint.config.hint_sees_noisy_latent else self.hint.features(hint, 0, tokens)
 
         step_kwargs = _step_kwargs(self.scheduler, generator)
         for step, t in enumerate(self.scheduler.timesteps):
             noisy = self.scheduler.scale_model_input(double(latents), t)
-            features = fixed_features if fixed_features is not None else self.hint.features(torch.cat([noisy, hint, keep], dim=1), t, tokens)
-            noise = fused_unet_forward(self.unet, torch.cat([noisy, scene, keep], dim=1), t, tokens, features, self.hint.fusion_layers)
+            features = fixed_features if fixed_features is not None else self.hint.features(torch.cat([noisy, hint, mask], dim=1), t, tokens)
+            noise = fused_unet_forward(self.unet, torch.cat([noisy, scene, mask], dim=1), t, tokens, features, self.hint.fusion_layers)
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
@@ -438,13 +460,12 @@ class DtcGenerator(PipelineGenerator):
 # --- building an untrained DTC -------------------------------------------------------------
 
 SD_INPAINT_CLASS = "StableDiffusionInpaintPipeline"
-PBE_CLASS = "PaintByExamplePipeline"
 
 
 def _pbe_ordered_unet(unet: UNet2DConditionModel, base_class: str) -> UNet2DConditionModel:
     """Stable Diffusion inpainting reads [noisy, mask, masked scene]; PBE (and DTC) read
-    [noisy, masked scene, mask]. Reorder conv_in's input channels so the UNet computes the
-    same function under PBE's order."""
+    [noisy, masked scene, mask]. Reorder conv_in's input channels (a permutation: the same
+    function up to the order of a sum); its mask stays 1 = fill (mask_channel = "fill")."""
     if base_class == SD_INPAINT_CLASS:
         latent = unet.config.out_channels
         weight = unet.conv_in.weight.data
@@ -461,24 +482,26 @@ def build_dtc(base: str | Path, dinov2: str | Path, out: str | Path, *, fusion: 
     and adapter (seeded), the hint encoder copied from the UNet, zero fusion, DDIM."""
     base, dinov2 = Path(base), Path(dinov2)
     base_class = read_json(base / "model_index.json").get("_class_name")
-    if base_class not in (SD_INPAINT_CLASS, PBE_CLASS):
-        raise GeneratorError(f"{base}: a {base_class} checkpoint; expected {SD_INPAINT_CLASS} or {PBE_CLASS}")
+    if base_class not in (SD_INPAINT_CLASS, PBE_PIPELINE_CLASS):
+        raise GeneratorError(f"{base}: a {base_class} checkpoint; expected {SD_INPAINT_CLASS} or {PBE_PIPELINE_CLASS}")
     if not (dinov2 / "config.json").is_file():
         raise GeneratorError(f"DINOv2 folder {dinov2} has no config.json (a transformers Dinov2Model folder)")
+    unet = load_components(base, {"unet": lambda folder: load_strictly(UNet2DConditionModel, folder, "UNet")})["unet"]
+    check_sd_style_unet(base, unet)  # before gigabytes are written
     loaded = load_components(base, {
-        "unet": lambda folder: UNet2DConditionModel.from_pretrained(folder, local_files_only=True),
-        "vae": lambda folder: AutoencoderKL.from_pretrained(folder, local_files_only=True),
+        "vae": lambda folder: load_strictly(AutoencoderKL, folder, "VAE"),
         "scheduler": lambda folder: DDIMScheduler.from_pretrained(folder, local_files_only=True, clip_sample=False),
     })
     encoder = load_components(dinov2.parent, {
-        dinov2.name: lambda folder: Dinov2Model.from_pretrained(folder, local_files_only=True),
+        dinov2.name: lambda folder: load_strictly(Dinov2Model, folder, "DINOv2 encoder"),
     })[dinov2.name]
-    unet = _pbe_ordered_unet(loaded["unet"], base_class)
+    unet = _pbe_ordered_unet(unet, base_class)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         projection = ReferenceProjection(in_features=encoder.config.hidden_size, out_features=unet.config.cross_attention_dim)
         hint = DtcHintModel.from_unet(unet, fusion=fusion, hint_sees_noisy_latent=hint_sees_noisy_latent,
-                                      adapter_channels=adapter_channels, cross_attention_min_level=cross_attention_min_level)
+                                      adapter_channels=adapter_channels, cross_attention_min_level=cross_attention_min_level,
+                                      mask_channel="fill" if base_class == SD_INPAINT_CLASS else "keep")
     try:
         processor = AutoImageProcessor.from_pretrained(str(dinov2), local_files_only=True)
     except Exception as exc:

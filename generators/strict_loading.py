@@ -7,6 +7,7 @@ load into exactly the parts it trained, so every component here goes through thi
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -43,16 +44,28 @@ def _problems(missing, unexpected, mismatched) -> list[str]:
 
 
 def _diffusers_shape_problems(model_class, folder: Path) -> list[str]:
-    """For a diffusers model with safetensors weights: the config's parameters (built on the
-    meta device, no memory) against the file's header (no weights read)."""
-    weights = folder / "diffusion_pytorch_model.safetensors"
-    if not (isinstance(model_class, type) and issubclass(model_class, ModelMixin) and weights.is_file()):
+    """For a diffusers model with safetensors weights (one file or shards): the config's
+    parameters (built on the meta device, no memory) against the files' headers (no weights
+    read)."""
+    single, index = folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.safetensors.index.json"
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        files = [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:
+        files = []
+    if not (isinstance(model_class, type) and issubclass(model_class, ModelMixin) and files):
         return []
     with torch.device("meta"):
         model = model_class.from_config(model_class.load_config(str(folder)))
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    with safe_open(str(weights), framework="pt") as handle:
-        found = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    found = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            found.update({key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()})
+    # Old Stable Diffusion VAEs name their attention query/key/value/proj_attn; diffusers
+    # renames them on load, so the header's names are renamed the same way first.
+    found = model._fix_state_dict_keys_on_load(found)
     mismatched = [(key, found[key], shape) for key, shape in expected.items() if key in found and found[key] != shape]
     return _problems(expected.keys() - found.keys(), found.keys() - expected.keys(), mismatched)
 
@@ -63,8 +76,13 @@ def load_strictly(model_class, folder: str | Path, component: str, **kwargs):
     folder = Path(folder)
     problems = _diffusers_shape_problems(model_class, folder)
     if not problems:
+        if not issubclass(model_class, ModelMixin):
+            # transformers then lists reshaped weights (with both shapes) instead of raising
+            # a message without them; they are refused below all the same.
+            kwargs = {"ignore_mismatched_sizes": True, **kwargs}
         model, info = model_class.from_pretrained(str(folder), output_loading_info=True, local_files_only=True, **kwargs)
         problems = _problems(info.get("missing_keys"), info.get("unexpected_keys"), info.get("mismatched_keys"))
+        problems += [str(message) for message in info.get("error_msgs") or ()]
     if problems:
         raise GeneratorError(f"{folder}: the {component} weights do not match its config.json; " + "; ".join(problems))
     return model

@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-import diffusers
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
 from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder

@@ -22,9 +22,10 @@ from generators.dtc import (
     fusion_points,
     hint_images,
 )
-from generators.images import largest_inscribed_rectangle
+from generators.families import FAMILIES
+from generators.images import largest_inscribed_rectangle, prepare_canvas
 from generators.pbe import load_pbe_pipeline
-from generators.tiny import build_tiny_pbe, tiny_dtc_pipeline
+from generators.tiny import tiny_dtc_pipeline
 from generators.types import GenerationSettings, GeneratorError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +68,8 @@ def test_fresh_dtc_predicts_exactly_what_its_unet_does(fusion):
         expected = pipeline.unet(sample, timestep, encoder_hidden_states=states).sample
         fused = hint_prediction(pipeline, sample, timestep, states)
         assert torch.equal(fused, expected)
-        # Odd latent sizes take UNet2DConditionModel's upsample_size path.
-        odd = unet_inputs(pipeline.unet, size=6)
+        # An odd latent size (5 -> 3 -> 6 without it) takes UNet2DConditionModel's upsample_size path.
+        odd = unet_inputs(pipeline.unet, size=5)
         assert torch.equal(hint_prediction(pipeline, *odd), pipeline.unet(odd[0], odd[1], encoder_hidden_states=odd[2]).sample)
 
         randomise(pipeline.hint.fusion_layers)
@@ -134,6 +135,11 @@ def test_cross_attention_can_be_kept_to_lower_resolutions():
         DtcHintModel(unet_config=dict(unet.config), fusion="concat")
 
 
+def test_the_fusions_are_the_registrys():
+    (choice,) = FAMILIES["dtc"].params
+    assert FUSIONS == choice.available
+
+
 def test_hint_image_pastes_the_reference_into_the_largest_rectangle_on_black():
     mask = np.zeros((64, 64), np.uint8)
     mask[10:40, 12:50] = 255
@@ -163,8 +169,6 @@ def test_fresh_dtc_pipeline_equals_the_pbe_pipeline_on_the_same_parts(tiny_check
     dtc = tiny_dtc_pipeline(0, "film", trained=False)
     pbe = load_pbe_pipeline(tiny_checkpoints["pbe_dinov2"], encoder="dinov2")
     pbe.scheduler = DDIMScheduler.from_config(dtc.scheduler.config)
-    from generators.images import prepare_canvas
-
     request = make_request(3)
     scene, mask = prepare_canvas(request, 64)
     kwargs = dict(example_image=[request.reference], image=[scene], mask_image=[mask], num_inference_steps=4, guidance_scale=5.0)
@@ -186,8 +190,6 @@ def test_save_load_and_generate_again_gives_identical_images(tmp_path, make_requ
         a, b = model.state_dict(), getattr(loaded, name).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     request = make_request(1)
-    from generators.images import prepare_canvas
-
     scene, mask = prepare_canvas(request, 64)
     kwargs = dict(example_image=[request.reference], image=[scene], mask_image=[mask], num_inference_steps=3)
     first = built(**kwargs, generator=[torch.Generator().manual_seed(0)], output_type="np")
@@ -217,7 +219,6 @@ def test_each_fusion_checkpoint_draws_its_own_images(tiny_checkpoints, dtc_gener
         images[fusion] = np.asarray(generator.generate([request], SETTINGS)[0])
     assert not np.array_equal(images["film"], images["addition"])
     assert not np.array_equal(images["film"], images["cross_attention"])
-    # The known region is the scene's (up to the VAE's round trip), the hint only changes the fill.
     assert dtc_generator.describe()["family"] == "dtc"
     assert dtc_generator.describe()["scheduler"] == "DDIMScheduler"
 
@@ -228,8 +229,6 @@ def test_hint_computed_once_when_it_does_not_see_the_noisy_latent(make_request):
     calls = []
     original = pipeline.hint.features
     pipeline.hint.features = lambda *args: calls.append(args[1]) or original(*args)
-    from generators.images import prepare_canvas
-
     request = make_request(0)
     scene, mask = prepare_canvas(request, 64)
     pipeline(example_image=[request.reference], image=[scene], mask_image=[mask], num_inference_steps=4,
@@ -269,7 +268,6 @@ def test_one_training_step_reaches_adapter_hint_encoder_and_fusion(sees_noisy_la
     changed = {name for name, p in hint.named_parameters() if not torch.equal(p, before[name])}
     for part in ("adapter.", "conv_in.", "time_embedding.", "down_blocks.", "mid_block.", "fusion_layers."):
         assert any(name.startswith(part) for name in changed), part
-    assert all(name.startswith("fusion_layers.") for name in hint.state_dict() if "fusion_layers" in name)
     assert all(p.grad is None for p in unet.parameters())
 
 
@@ -374,12 +372,10 @@ def write_dinov2_folder(tiny_checkpoints, tmp_path) -> Path:
 
 
 def write_sd_inpainting(source: Path, tmp_path: Path) -> Path:
-    """The unet/vae/scheduler of a tiny PBE written as a Stable Diffusion inpainting layout,
-    its UNet's conv_in reordered to SD's [noisy, mask, masked scene] input."""
+    """A tiny PBE's unet/vae/scheduler written as a Stable Diffusion inpainting checkpoint
+    (any 9-channel UNet stands for one: the test is about input order and mask convention)."""
     root = tmp_path / "sd-inpainting"
     pbe = load_pbe_pipeline(source)
-    weight = pbe.unet.conv_in.weight.data
-    pbe.unet.conv_in.weight.data = torch.cat([weight[:, :4], weight[:, 8:9], weight[:, 4:8]], dim=1)
     for name in ("unet", "vae", "scheduler"):
         getattr(pbe, name).save_pretrained(root / name)
     (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionInpaintPipeline"}))
@@ -399,21 +395,42 @@ def test_build_from_pbe_keeps_its_unet_and_predicts_as_it(tiny_checkpoints, tmp_
         assert torch.equal(hint_prediction(dtc, sample, timestep, states), pbe.unet(sample, timestep, encoder_hidden_states=states).sample)
 
 
-def test_build_from_sd_inpainting_reorders_the_unets_input(tiny_checkpoints, tmp_path):
+def test_build_from_sd_inpainting_keeps_its_unets_function(tiny_checkpoints, tmp_path):
+    """SD inpainting reads [noisy, fill mask, masked scene]; DTC feeds [noisy, masked scene,
+    mask in the UNet's convention]: the built UNet predicts what the SD UNet predicts."""
     dinov2 = write_dinov2_folder(tiny_checkpoints, tmp_path)
     sd = write_sd_inpainting(tiny_checkpoints["pbe"], tmp_path)
     out = build_dtc(sd, dinov2, tmp_path / "dtc", fusion="film")
     dtc = DiffuseToChoosePipeline.from_pretrained(out)
+    assert dtc.hint.config.mask_channel == "fill"
     sd_unet = UNet2DConditionModel.from_pretrained(sd / "unet")
-    noisy, scene, keep = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.ones(1, 1, 8, 8)
-    states = torch.randn(1, 65, 32)
+    generator = torch.Generator().manual_seed(0)
+    noisy, scene = torch.randn(1, 4, 8, 8, generator=generator), torch.randn(1, 4, 8, 8, generator=generator)
+    keep = torch.ones(1, 1, 8, 8)
+    keep[..., 2:6, 1:5] = 0  # the region to fill
+    states = torch.randn(1, 65, 32, generator=generator)
     with torch.no_grad():
-        sd_order = sd_unet(torch.cat([noisy, keep, scene], 1), 10, encoder_hidden_states=states).sample
-        pbe_order = dtc.unet(torch.cat([noisy, scene, keep], 1), 10, encoder_hidden_states=states).sample
-        swapped = dtc.unet(torch.cat([noisy, keep, scene], 1), 10, encoder_hidden_states=states).sample
+        sd_prediction = sd_unet(torch.cat([noisy, 1 - keep, scene], 1), 10, encoder_hidden_states=states).sample
+        dtc_input = torch.cat([noisy, scene, dtc.hint.unet_mask(keep)], 1)
+        dtc_prediction = dtc.unet(dtc_input, 10, encoder_hidden_states=states).sample
+        pbe_convention = dtc.unet(torch.cat([noisy, scene, keep], 1), 10, encoder_hidden_states=states).sample
     # Equal up to the convolution's summation order over its input channels.
-    torch.testing.assert_close(pbe_order, sd_order, rtol=0, atol=1e-5)
-    assert (swapped - sd_order).abs().max() > 1e-2
+    torch.testing.assert_close(dtc_prediction, sd_prediction, rtol=0, atol=1e-5)
+    assert (pbe_convention - sd_prediction).abs().max() > 1e-2
+    # A PBE base keeps PBE's convention.
+    from_pbe = build_dtc(tiny_checkpoints["pbe"], dinov2, tmp_path / "dtc-pbe")
+    assert json.loads((from_pbe / "hint/config.json").read_text())["mask_channel"] == "keep"
+
+
+def test_build_refuses_a_unet_that_is_not_for_inpainting(tiny_checkpoints, tmp_path):
+    dinov2 = write_dinov2_folder(tiny_checkpoints, tmp_path)
+    sd = write_sd_inpainting(tiny_checkpoints["pbe"], tmp_path)
+    config = json.loads((sd / "unet/config.json").read_text())
+    config["center_input_sample"] = True  # a UNet feature DTC's forward does not implement
+    (sd / "unet/config.json").write_text(json.dumps(config))
+    with pytest.raises(GeneratorError, match="center_input_sample = True; DTC supports Stable Diffusion UNets"):
+        build_dtc(sd, dinov2, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_build_refuses_what_it_cannot_use(tiny_checkpoints, tmp_path):

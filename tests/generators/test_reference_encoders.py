@@ -101,3 +101,15 @@ def test_encoder_weights_that_do_not_fit_their_config_are_refused(tiny_checkpoin
     (root / "image_encoder/config.json").write_text(json.dumps(config))
     with pytest.raises(GeneratorError, match=r"the dinov2 encoder weights do not match its config.json; parameters missing from the weights: encoder.layer.2"):
         load_pbe_pipeline(root, encoder="dinov2")
+
+
+def test_reshaped_encoder_weights_are_named_with_both_shapes(tiny_checkpoints, tmp_path):
+    root = shutil.copytree(tiny_checkpoints["pbe_dinov2"], tmp_path / "pbe_dinov2")
+    config = json.loads((root / "image_encoder/config.json").read_text())
+    config["mlp_ratio"] = 3  # the weights' MLP is 2 x 48 = 96 wide
+    (root / "image_encoder/config.json").write_text(json.dumps(config))
+    with pytest.raises(GeneratorError) as error:
+        load_pbe_pipeline(root, encoder="dinov2")
+    message = str(error.value)
+    assert "the dinov2 encoder weights do not match its config.json; shapes differ:" in message
+    assert "mlp.fc1.weight: weights (96, 48), config (144, 48)" in message
