@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4, help="images per repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="time only this generator (a row's name; repeatable), e.g. to time each as a whole process")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="evalsite-bench-generators-"))
     try:
@@ -111,6 +113,11 @@ def run(args, work: Path) -> list[str]:
         PBE_DDIM: MethodSpec(family="pbe", params={"encoder": "dinov2"}, checkpoint=str(paths["pbe_dinov2"])),
         DTC_ONCE: MethodSpec(family="dtc", params={"fusion": "film"}, checkpoint=str(paths["dtc_film_once"])),
     }
+    if args.only:
+        unknown = set(args.only) - set(specs)
+        if unknown:
+            sys.exit(f"--only: unknown {', '.join(sorted(unknown))}; rows: {', '.join(specs)}")
+        specs = {name: spec for name, spec in specs.items() if name in args.only}
     settings = GenerationSettings(num_inference_steps=args.steps, guidance_scale=5.0, resolution=args.resolution)
     requests = make_requests(args.images, args.resolution * 2)
     print(f"{args.images} images x {args.repeats} repeats, {args.resolution} px, {args.steps} steps, "
