@@ -34,7 +34,18 @@ PBE_LAYOUT: Layout = (
 TOKEN_ENCODER_LAYOUT: Layout = (*PBE_LAYOUT, *_component("image_projection", "config.json", _DIFFUSERS_WEIGHTS))
 DTC_LAYOUT: Layout = (*TOKEN_ENCODER_LAYOUT, *_component("hint", "config.json", _DIFFUSERS_WEIGHTS))
 
+# Stable Diffusion inpainting (runwayml/stable-diffusion-inpainting's layout): DreamPaint's base.
+SD_INPAINT_LAYOUT: Layout = (
+    ("model_index.json",),
+    *_component("unet", "config.json", _DIFFUSERS_WEIGHTS),
+    *_component("vae", "config.json", _DIFFUSERS_WEIGHTS),
+    *_component("text_encoder", "config.json", _TRANSFORMERS_WEIGHTS),
+    ("tokenizer/tokenizer_config.json",),
+    ("scheduler/scheduler_config.json",),
+)
+
 PBE_PIPELINE_CLASS = "PaintByExamplePipeline"
+SD_INPAINT_PIPELINE_CLASS = "StableDiffusionInpaintPipeline"
 DTC_PIPELINE_CLASS = "DiffuseToChoosePipeline"
 # image_encoder/config.json's model_type for each encoder kind.
 ENCODER_MODEL_TYPES = {"clip_all": "clip_vision_model", "dinov2": "dinov2"}
@@ -111,6 +122,16 @@ def check_pbe_checkpoint(checkpoint: str | Path | None, params: Mapping[str, Any
     _check_pipeline_class(root, PBE_PIPELINE_CLASS, required=False)
     unet = read_json(root / "unet/config.json")
     _check_token_encoder(root, encoder, unet.get("cross_attention_dim"))
+    return root
+
+
+def check_sd_inpainting_checkpoint(checkpoint: str | Path | None, params: Mapping[str, Any] | None = None) -> Path:
+    """DreamPaint's base: a Stable Diffusion inpainting folder with its 9-channel UNet."""
+    root = _check_layout(checkpoint, "dreampaint", SD_INPAINT_LAYOUT, "Stable Diffusion inpainting, diffusers layout")
+    _check_pipeline_class(root, SD_INPAINT_PIPELINE_CLASS, required=True)
+    in_channels = read_json(root / "unet/config.json").get("in_channels")
+    if in_channels != 9:
+        raise GeneratorError(f"checkpoint {root}: unet/ takes {in_channels} input channels, an inpainting UNet takes 9")
     return root
 
 

@@ -368,7 +368,7 @@ class DiffuseToChoosePipeline:
         loaders = {
             **diffusion_loaders(root, dtype),
             "image_encoder": lambda _: load_token_encoder("dinov2", root, dtype),
-            "hint": lambda folder: load_strictly(DtcHintModel, folder, "hint (adapter, hint encoder, fusion)", torch_dtype=dtype),
+            "hint": lambda folder: load_strictly(DtcHintModel, folder, "hint (adapter, hint encoder, fusion)", dtype=dtype),
             "feature_extractor": lambda folder: AutoImageProcessor.from_pretrained(folder, local_files_only=True),
         }
         components = load_components(root, loaders)

@@ -6,7 +6,7 @@ Family keys and parameter values are stored in the database: never rename them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from generators.types import GeneratorError
 
@@ -26,16 +26,45 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Number:
+    """A numeric parameter within [low, high]; default None: the family fills it in."""
+
+    name: str
+    default: float | int | None
+    kind: type = int
+    low: float = 0
+    high: float = float("inf")
+
+    def check(self, family_key: str, value):
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or (self.kind is int and not isinstance(value, int)) or not self.low <= value <= self.high:
+            kind = "a whole number" if self.kind is int else "a number"
+            raise GeneratorError(
+                f"method family {family_key!r}: {self.name} = {value!r}: expected {kind} from {self.low:g} to {self.high:g}"
+            )
+        return self.kind(value)
+
+
+def _dreampaint_defaults(params: dict) -> dict:
+    """The learning rate DreamBooth uses for the mode: full fine-tuning low, LoRA higher."""
+    if params.get("learning_rate") is None:
+        params["learning_rate"] = {"full": 5e-6, "lora": 1e-4}[params["mode"]]
+    return params
+
+
+@dataclass(frozen=True)
 class Family:
     key: str
     available: bool
     needs_checkpoint: bool
-    params: tuple[Choice, ...] = ()
+    params: tuple[Choice | Number, ...] = ()
     # False for families that run no sampler: steps, guidance and batching do not change
     # their pixels, so they are left out of the method's identity.
     samples: bool = True
     # Sampling steps when the experiment file sets none (each paper's own).
     default_steps: int = 50
+    # Fills in defaults that depend on other parameters.
+    fill_defaults: Callable[[dict], dict] | None = None
 
 
 FAMILIES: dict[str, Family] = {
@@ -61,9 +90,19 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "dreampaint",
-            available=False,
-            needs_checkpoint=True,
-            params=(Choice("mode", "full", available=(), planned=("full", "lora")),),
+            available=True,
+            needs_checkpoint=True,  # a Stable Diffusion inpainting checkpoint: the base
+            params=(
+                Choice("mode", "full", available=("full", "lora")),
+                # The per-product fine-tuning (generators.dreampaint.Recipe), the paper's scale by default.
+                Number("steps", 400, int, 1, 100_000),
+                Number("learning_rate", None, float, 0, 1),
+                Number("rank", 16, int, 1, 1024),
+                Number("resolution", 512, int, 8, 4096),
+                Number("batch_size", 1, int, 1, 256),
+                Number("seed", 0, int, 0, 2**31 - 1),
+            ),
+            fill_defaults=_dreampaint_defaults,
         ),
     )
 }
@@ -94,6 +133,10 @@ def resolve_params(family_key: str, params: Mapping[str, Any]) -> dict[str, Any]
         )
     resolved: dict[str, Any] = {}
     for choice in family.params:
+        if isinstance(choice, Number):
+            value = params.get(choice.name, choice.default)
+            resolved[choice.name] = None if value is None else choice.check(family_key, value)
+            continue
         value = params.get(choice.name, choice.default)
         if value in choice.planned and value not in choice.available:
             raise GeneratorError(
@@ -106,4 +149,4 @@ def resolve_params(family_key: str, params: Mapping[str, Any]) -> dict[str, Any]
                 f"allowed values: {', '.join(choice.allowed)}"
             )
         resolved[choice.name] = value
-    return resolved
+    return family.fill_defaults(resolved) if family.fill_defaults else resolved

@@ -60,8 +60,8 @@ def load_components(root: Path, loaders: dict) -> dict:
 def diffusion_loaders(root: Path, dtype: torch.dtype) -> dict:
     """Loaders of the parts every inpainting checkpoint here has: UNet, VAE, scheduler."""
     return {
-        "unet": lambda path: load_strictly(UNet2DConditionModel, path, "UNet", torch_dtype=dtype),
-        "vae": lambda path: load_strictly(AutoencoderKL, path, "VAE", torch_dtype=dtype),
+        "unet": lambda path: load_strictly(UNet2DConditionModel, path, "UNet", dtype=dtype),
+        "vae": lambda path: load_strictly(AutoencoderKL, path, "VAE", dtype=dtype),
         "scheduler": lambda path: scheduler_class(root).from_pretrained(path, local_files_only=True),
     }
 

@@ -95,7 +95,7 @@ def load_token_encoder(kind: str, root: Path, dtype: torch.dtype) -> TokenRefere
     loaded = {}
     for folder, load in (
         (backbone_dir, lambda: load_strictly(TOKEN_BACKBONES[kind], backbone_dir, f"{kind} encoder", dtype=dtype)),
-        (projection_dir, lambda: load_strictly(ReferenceProjection, projection_dir, "projection", torch_dtype=dtype)),
+        (projection_dir, lambda: load_strictly(ReferenceProjection, projection_dir, "projection", dtype=dtype)),
     ):
         try:
             loaded[folder] = load()

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generators.base import Generator
-from generators.checkpoints import check_dtc_checkpoint, check_pbe_checkpoint
+from generators.checkpoints import check_dtc_checkpoint, check_pbe_checkpoint, check_sd_inpainting_checkpoint
 from generators.families import FAMILIES, get_family, resolve_params
 from generators.types import GeneratorError, MethodSpec
 
 __all__ = ["FAMILIES", "build_generator", "validate_spec"]
 
-_CHECKPOINT_CHECKS = {"pbe": check_pbe_checkpoint, "dtc": check_dtc_checkpoint}
+_CHECKPOINT_CHECKS = {"pbe": check_pbe_checkpoint, "dtc": check_dtc_checkpoint,
+                      "dreampaint": check_sd_inpainting_checkpoint}
 
 
 def validate_spec(spec: MethodSpec) -> MethodSpec:
@@ -61,5 +62,11 @@ def build_generator(
             device=device,
             dtype=dtype,
             batch_invariant=batch_invariant,
+        )
+    if spec.family == "dreampaint":
+        from generators.dreampaint import DreamPaintGenerator
+
+        return DreamPaintGenerator(
+            spec.checkpoint, params=spec.params, device=device, dtype=dtype, batch_invariant=batch_invariant
         )
     raise GeneratorError(f"method family {spec.family!r} is not available yet")

@@ -170,6 +170,57 @@ def build_tiny_dtc(path: str | Path, *, seed: int = 0, fusion: str = "film") -> 
     return tiny_dtc_pipeline(seed, fusion).save_pretrained(path)
 
 
+def tiny_tokenizer(max_length: int = 16):
+    """A CLIP tokenizer with the byte-level alphabet and one merged word, DreamBooth's rare
+    identifier "sks" (one token, as in a real CLIP vocabulary); written, not downloaded."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    characters = list(bytes_to_unicode().values())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        vocab.update({character + suffix: len(vocab) + i for i, character in enumerate(characters)})
+    vocab.update({"sk": len(vocab), "sks</w>": len(vocab) + 1})
+    return CLIPTokenizer(vocab=vocab, merges=[("s", "k"), ("sk", "s</w>")], model_max_length=max_length)
+
+
+SD_INPAINT_MODEL_INDEX = {
+    "_class_name": "StableDiffusionInpaintPipeline",
+    "feature_extractor": [None, None],
+    "image_encoder": [None, None],
+    "requires_safety_checker": False,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "PNDMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+def tiny_sd_inpainting_components(seed: int = 0) -> dict:
+    """A tiny Stable Diffusion inpainting model (DreamPaint's base): PBE's tiny UNet and VAE
+    shapes, a tiny CLIP text encoder and the written tokenizer."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    components = tiny_pbe_components(seed)
+    tokenizer = tiny_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 3)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=TINY_PROJECTION_DIM, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ))
+    return {"unet": components["unet"], "vae": components["vae"], "text_encoder": text_encoder,
+            "tokenizer": tokenizer, "scheduler": components["scheduler"]}
+
+
+def build_tiny_sd_inpainting(path: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny Stable Diffusion inpainting checkpoint (diffusers layout) to `path`."""
+    return save_components(tiny_sd_inpainting_components(seed), SD_INPAINT_MODEL_INDEX, path)
+
+
 # The checkpoints of Tables 1 and 2's rows: folder name -> builder. "+ perceptual" is a
 # dinov2 checkpoint trained with another loss: here, other random weights (seed 2).
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
@@ -180,6 +231,7 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "dtc_film": lambda path, seed=0: build_tiny_dtc(path, seed=seed, fusion="film"),
     "dtc_cross_attention": lambda path, seed=0: build_tiny_dtc(path, seed=seed, fusion="cross_attention"),
     "dtc_addition": lambda path, seed=0: build_tiny_dtc(path, seed=seed, fusion="addition"),
+    "sd_inpainting": build_tiny_sd_inpainting,  # DreamPaint's base
 }
 
 

@@ -23,14 +23,6 @@ def test_unknown_family_lists_the_families():
         validate_spec(MethodSpec(family="sdxl"))
 
 
-@pytest.mark.parametrize("family", ["dreampaint"])
-def test_known_but_unavailable_families(family, tiny_pbe_checkpoint):
-    with pytest.raises(GeneratorError, match=f"'{family}' is not available yet"):
-        validate_spec(MethodSpec(family=family, checkpoint=str(tiny_pbe_checkpoint)))
-    with pytest.raises(GeneratorError, match="not available yet"):
-        build_generator(MethodSpec(family=family))
-
-
 def test_validate_fills_defaults(tiny_pbe_checkpoint):
     spec = validate_spec(MethodSpec(family="pbe", checkpoint=str(tiny_pbe_checkpoint)))
     assert spec.params == {"encoder": "clip_cls"}
@@ -91,7 +83,8 @@ def test_build_generator(tiny_pbe_checkpoint, tiny_pbe_generator, make_request):
 
 
 def test_every_available_family_builds(tiny_checkpoints):
-    checkpoints = {"pbe": str(tiny_checkpoints["pbe"]), "dtc": str(tiny_checkpoints["dtc_film"])}
+    checkpoints = {"pbe": str(tiny_checkpoints["pbe"]), "dtc": str(tiny_checkpoints["dtc_film"]),
+                   "dreampaint": str(tiny_checkpoints["sd_inpainting"])}
     for key, family in FAMILIES.items():
         if family.available:
             generator = build_generator(MethodSpec(key, checkpoint=checkpoints.get(key)))
