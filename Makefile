@@ -30,6 +30,7 @@ worker: install
 bench: install
 	$(PY) bench/overhead.py
 	$(PY) bench/generator_speed.py
+	$(PY) bench/dreampaint_fine_tune.py
 	$(PY) bench/metrics.py
 	$(PY) bench/study_load.py
 

@@ -1,7 +1,8 @@
 from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
 
 from evalsite.models import (
-    Dataset, Experiment, ExperimentMethod, GenerationJob, Method, MetricJob, Output, Sample, Score, Worker,
+    Dataset, Experiment, ExperimentMethod, FineTune, GenerationJob, Method, MetricJob, Output, Sample, Score, Worker,
 )
 
 
@@ -42,8 +43,41 @@ class MethodAdmin(admin.ModelAdmin):
 class GenerationJobAdmin(admin.ModelAdmin):
     list_display = ("id", "method", "dataset", "seed", "status", "progress_done", "progress_total", "attempts", "heartbeat_at")
     list_filter = ("status", "method__family")
-    raw_id_fields = ("method", "samples")
+    raw_id_fields = ("method", "samples", "fine_tune")
     readonly_fields = ("claim", "heartbeat_at", "started_at", "finished_at")
+
+
+@admin.register(FineTune)
+class FineTuneAdmin(admin.ModelAdmin):
+    """DreamPaint's per-product weights: what they cost on disk, how they were made, who uses
+    them. `manage.py prune_fine_tunes` deletes the unused ones."""
+
+    list_display = ("id", "product_id", "mode", "status", "steps_done", "size", "recipe_summary", "used_by", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("product_id", "identity")
+    readonly_fields = [field.name for field in FineTune._meta.fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("generation_jobs__method__experiment_methods__experiment")
+
+    @admin.display(description="steps")
+    def steps_done(self, obj):
+        return f"{obj.progress_done} / {obj.progress_total}"
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj):
+        return filesizeformat(obj.size_bytes) if obj.size_bytes else ""
+
+    @admin.display(description="recipe")
+    def recipe_summary(self, obj):
+        recipe = obj.recipe
+        return ", ".join(f"{key} {recipe[key]}" for key in ("mode", "steps", "learning_rate", "rank", "resolution") if key in recipe)
+
+    @admin.display(description="experiments")
+    def used_by(self, obj):
+        names = sorted({column.experiment.name for job in obj.generation_jobs.all()
+                        for column in job.method.experiment_methods.all()})
+        return ", ".join(names) or "none (prune_fine_tunes deletes it)"
 
 
 @admin.register(Output)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from evalsite.queues import COMPUTE_METRICS_JOB, CPU_QUEUE, GENERATE_JOB, GPU_QUEUE
+from evalsite.queues import COMPUTE_METRICS_JOB, CPU_QUEUE, FINE_TUNE_JOB, GENERATE_JOB, GPU_QUEUE
 
 
 def send_generation_job(job_id: int) -> None:
     """Send the job once the current transaction commits (a worker must find its row)."""
     transaction.on_commit(lambda: _send(GENERATE_JOB, job_id, queue=GPU_QUEUE))
+
+
+def send_fine_tune_job(job_id: int) -> None:
+    transaction.on_commit(lambda: _send(FINE_TUNE_JOB, job_id, queue=GPU_QUEUE))
 
 
 def send_metric_job(job_id: int) -> None:

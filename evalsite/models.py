@@ -173,6 +173,47 @@ class JobRow(models.Model):
         return None
 
 
+class FineTune(JobRow):
+    """DreamPaint's fine-tuning of one product: a GPU job of its own, keyed by what decides
+    its weights (the product's images, the base checkpoint, the recipe), so every later
+    experiment and method that needs the same one reuses it. Its generation jobs wait for it."""
+
+    identity = models.CharField(max_length=64, unique=True)
+    product_id = models.CharField(max_length=200)
+    category = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="fine_tunes",
+                                help_text="Where its images were first found")
+    images_hash = models.CharField(max_length=64, help_text="sha256 over the product's image files")
+    image_count = models.PositiveIntegerField()
+    base_checkpoint = models.CharField(max_length=1000, help_text="As written in the experiment file")
+    base_hash = models.CharField(max_length=64)
+    recipe = models.JSONField()
+    recipe_hash = models.CharField(max_length=64)
+    prompt = models.CharField(max_length=300)
+    # Relative to EVALSITE_WEIGHTS_DIR; the folder exists whole once the job has succeeded.
+    path = models.CharField(max_length=500)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    losses = models.JSONField(default=list, help_text="Training loss per step")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "queued_at"]),
+        ]
+
+    def __str__(self):
+        return f"fine-tuning {self.pk} (product {self.product_id}, {self.recipe.get('mode')}, {self.status})"
+
+    @property
+    def mode(self) -> str:
+        return self.recipe.get("mode", "")
+
+    @property
+    def last_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+
 class GenerationJob(JobRow):
     """A batch of one dataset's samples for one method and seed. Jobs belong to the
     method, not to an experiment: every experiment that needs these images waits on it."""
@@ -181,6 +222,8 @@ class GenerationJob(JobRow):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="jobs")
     seed = models.BigIntegerField()
     samples = models.ManyToManyField(Sample, related_name="jobs")
+    # DreamPaint: the one product's fine-tuning this batch needs; it is sent once that succeeds.
+    fine_tune = models.ForeignKey(FineTune, null=True, blank=True, on_delete=models.SET_NULL, related_name="generation_jobs")
 
     class Meta:
         ordering = ["id"]

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Sum
 
-from evalsite.models import ACTIVE_JOB_STATUSES, Dataset, Experiment, ExperimentMethod, GenerationJob, JobStatus, Output
+from evalsite.models import (
+    ACTIVE_JOB_STATUSES,
+    Dataset,
+    Experiment,
+    ExperimentMethod,
+    FineTune,
+    GenerationJob,
+    JobStatus,
+    Output,
+)
 
 FAILURES_SHOWN_PER_METHOD = 3
 
@@ -35,6 +44,16 @@ def jobs_for(method_ids, seeds, dataset):
 def experiment_jobs(experiment: Experiment, columns: list[ExperimentMethod] | None = None):
     columns = experiment_columns(experiment) if columns is None else columns
     return jobs_for([c.method_id for c in columns], experiment.seeds, experiment.dataset_id)
+
+
+def experiment_fine_tunes(experiment: Experiment, progress: "Progress | None" = None) -> list[FineTune]:
+    """DreamPaint: the products' fine-tunings the experiment's jobs need, by product, in one
+    query; none (and no query) when `progress` shows no DreamPaint method."""
+    if progress is not None and not any(column.family == "dreampaint" for column in progress.columns):
+        return []
+    return list(FineTune.objects.filter(
+        generation_jobs__method__experiment_methods__experiment=experiment, generation_jobs__dataset_id=experiment.dataset_id,
+    ).distinct().order_by("product_id", "pk"))
 
 
 def experiment_outputs(experiment: Experiment, columns: list[ExperimentMethod] | None = None):

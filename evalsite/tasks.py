@@ -3,9 +3,9 @@ stable; never rename them."""
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from evalsite.models import GenerationJob, MetricJob
-from evalsite.queues import COMPUTE_METRICS_JOB, GENERATE_JOB, SWEEP_STALE_JOBS
-from evalsite.services import generation, jobs, metric_jobs
+from evalsite.models import FineTune, GenerationJob, MetricJob
+from evalsite.queues import COMPUTE_METRICS_JOB, FINE_TUNE_JOB, GENERATE_JOB, SWEEP_STALE_JOBS
+from evalsite.services import fine_tuning, generation, jobs, metric_jobs
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 MAX_RETRIES = 5
@@ -15,6 +15,12 @@ MAX_RETRIES = 5
 def generate_job(self, job_id: int) -> dict:
     report = _run_retrying(self, job_id, GenerationJob, generation.job_run)
     return {"job": report.job_id, "status": report.status, "generated": report.generated}
+
+
+@shared_task(name=FINE_TUNE_JOB, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def fine_tune_job(self, job_id: int) -> dict:
+    report = _run_retrying(self, job_id, FineTune, fine_tuning.fine_tune_run)
+    return {"job": report.job_id, "status": report.status, "steps": report.steps, "resumed_from": report.resumed_from}
 
 
 @shared_task(name=COMPUTE_METRICS_JOB, bind=True, acks_late=True, max_retries=MAX_RETRIES)

@@ -37,6 +37,7 @@ def experiment_detail(request, pk: int):
     table = results.experiment_results(experiment)
     metric_job = results.metric_job_latest(experiment)
     progress = selectors.experiment_progress(experiment)
+    fine_tunes = selectors.experiment_fine_tunes(experiment, progress)
     return render(
         request,
         "evalsite/experiment_detail.html",
@@ -45,6 +46,8 @@ def experiment_detail(request, pk: int):
             "sample_count": paginator.count,
             "has_ground_truth": samples.exclude(ground_truth="").exists(),
             "progress": progress,
+            "fine_tunes": fine_tunes,
+            "fine_tunes_active": any(f.status in ACTIVE_JOB_STATUSES for f in fine_tunes),
             "metric_job": metric_job,
             "metrics_active": bool(metric_job and metric_job.status in ACTIVE_JOB_STATUSES),
             "results": table,
@@ -74,6 +77,11 @@ def experiment_progress(request, pk: int):
                 "total": metric_job.progress_total,
                 "error": metric_job.error,
             },
+            "fine_tunes": [
+                {"id": f.pk, "product": f.product_id, "status": f.status, "step": f.progress_done,
+                 "steps": f.progress_total, "loss": f.last_loss, "error": f.error}
+                for f in selectors.experiment_fine_tunes(experiment, progress)
+            ],
             "expected": progress.expected,
             "done": progress.done,
             "percent": round(progress.percent, 1),

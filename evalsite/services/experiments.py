@@ -27,6 +27,7 @@ from evalsite.models import (
     Output,
 )
 from evalsite.selectors import dataset_get_by_reference, jobs_for
+from evalsite.services.fine_tuning import fine_tunes_cancel_unneeded, fine_tunes_plan, fine_tunes_send
 from evalsite.services.metric_requests import metrics_request
 from evalsite.services.methods import (
     checkpoint_identity,
@@ -65,6 +66,9 @@ class EvaluateReport:
     jobs_sent: list[int] = field(default_factory=list)
     jobs_cancelled: int = 0  # queued for removed methods or seeds, needed by no experiment
     metric_job: int | None = None  # queued now because every image already exists
+    fine_tunes: int = 0  # DreamPaint: the products' fine-tunings the experiment needs
+    fine_tunes_sent: list[int] = field(default_factory=list)  # of those, queued now
+    single_image_products: int = 0  # of those, products with one image (allowed; DreamBooth likes 3-5)
 
     @property
     def unchanged(self) -> bool:
@@ -191,9 +195,14 @@ def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> Evaluat
     report.images_existing = report.images_expected - report.images_missing
     _cost_of_changes(report, methods, missing)
 
-    created_jobs = _create_jobs(method_ids, list(config.seeds), dataset, missing, config.batch_size)
+    fine_tunes = {method.pk: fine_tunes_plan(method=method, dataset=dataset)
+                  for _, method in methods if method.family == "dreampaint"}
+    created_jobs = _create_jobs(method_ids, list(config.seeds), dataset, missing, config.batch_size, fine_tunes)
     report.jobs_created = len(created_jobs)
-    report.jobs_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs)
+    report.jobs_sent, report.fine_tunes_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs)
+    planned = {f.pk: f for per_method in fine_tunes.values() for f in per_method.values()}
+    report.fine_tunes = len(planned)
+    report.single_image_products = sum(f.image_count == 1 for f in planned.values())
     if report.changes or report.seeds_removed:
         report.jobs_cancelled = _cancel_unneeded(previous_method_ids, previous_seeds, dataset)
     if config.metrics and not jobs_for(method_ids, list(config.seeds), dataset).filter(
@@ -271,10 +280,13 @@ def _cost_of_changes(report: EvaluateReport, methods, missing) -> None:
             change.images = sum(len(v) for (m, _), v in missing.items() if m == method_id)
 
 
-def _create_jobs(method_ids, seeds, dataset, missing, batch_size) -> list[int]:
+def _create_jobs(method_ids, seeds, dataset, missing, batch_size, fine_tunes=None) -> list[int]:
     """Jobs for the missing images that no unfinished job covers. Seeds innermost: jobs are
     sent in creation order, so a worker meets the same samples in consecutive jobs and
-    reuses their decoded images (services/generation.py). A few bulk queries in all."""
+    reuses their decoded images (services/generation.py). A few bulk queries in all.
+    fine_tunes: method -> (sample -> FineTune) for DreamPaint methods, whose batches hold
+    one product each (the product's fine-tuned weights are loaded once per job)."""
+    fine_tunes = fine_tunes or {}
     through = GenerationJob.samples.through
     covered = set(
         through.objects.filter(
@@ -287,14 +299,18 @@ def _create_jobs(method_ids, seeds, dataset, missing, batch_size) -> list[int]:
     )
     jobs, batches = [], []
     for method_id in method_ids:
+        planned = fine_tunes.get(method_id, {})
         todo = {seed: [s for s in missing[(method_id, seed)] if (method_id, seed, s) not in covered] for seed in seeds}
-        longest = max((len(v) for v in todo.values()), default=0)
-        for start in range(0, longest, batch_size):
-            for seed in seeds:
-                batch = todo[seed][start : start + batch_size]
-                if batch:
-                    jobs.append(GenerationJob(method_id=method_id, dataset=dataset, seed=seed, progress_total=len(batch)))
-                    batches.append(batch)
+        for group in _by_fine_tune(todo, planned):
+            longest = max((len(v) for v in group.values()), default=0)
+            for start in range(0, longest, batch_size):
+                for seed in seeds:
+                    batch = group[seed][start : start + batch_size]
+                    if batch:
+                        fine_tune = planned.get(batch[0])
+                        jobs.append(GenerationJob(method_id=method_id, dataset=dataset, seed=seed, progress_total=len(batch),
+                                                  fine_tune=fine_tune))
+                        batches.append(batch)
     if not jobs:
         return []
     jobs = GenerationJob.objects.bulk_create(jobs)
@@ -304,7 +320,16 @@ def _create_jobs(method_ids, seeds, dataset, missing, batch_size) -> list[int]:
     return [job.pk for job in jobs]
 
 
-def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> list[int]:
+def _by_fine_tune(todo: dict[int, list[int]], planned: dict) -> list[dict[int, list[int]]]:
+    """The samples to do, per seed, split by the fine-tuning they need (one group when none)."""
+    if not planned:
+        return [todo]
+    order = list(dict.fromkeys(planned[s].pk for samples in todo.values() for s in samples))
+    return [{seed: [s for s in samples if planned[s].pk == fine_tune_id] for seed, samples in todo.items()}
+            for fine_tune_id in order]
+
+
+def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> tuple[list[int], list[int]]:
     """Send the new jobs, and give failed and cancelled ones another try. Jobs queued
     earlier keep their message; should it be lost, the workers' sweep sends it again."""
     jobs = jobs_for(method_ids, seeds, dataset)
@@ -316,10 +341,11 @@ def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> list[int]:
         .values_list("pk", flat=True)
     )
     GenerationJob.objects.filter(pk__in=retry).update(status=JobStatus.QUEUED, claim="", queued_at=Now(), error="")
-    to_send = sorted(set(retry) | set(created))
+    # DreamPaint's jobs wait for their product's fine-tuning, which is sent instead.
+    to_send, fine_tunes_sent = fine_tunes_send(sorted(set(retry) | set(created)))
     for job_id in to_send:
         send_generation_job(job_id)
-    return to_send
+    return to_send, fine_tunes_sent
 
 
 def experiment_cancel(*, name: str) -> CancelReport:
@@ -349,6 +375,7 @@ def experiment_cancel(*, name: str) -> CancelReport:
         GenerationJob.objects.filter(pk__in=to_cancel[JobStatus.RUNNING], status=JobStatus.RUNNING).update(
             status=JobStatus.CANCELLED, error="cancelled with evaluate --cancel while running"
         )
+        fine_tunes_cancel_unneeded()
     return CancelReport(
         experiment=experiment,
         cancelled=len(to_cancel[JobStatus.QUEUED]),

@@ -17,11 +17,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
-from evalsite.dispatch import send_generation_job, send_metric_job
-from evalsite.models import GenerationJob, JobStatus, MetricJob
+from evalsite.dispatch import send_fine_tune_job, send_generation_job, send_metric_job
+from evalsite.models import FineTune, GenerationJob, JobStatus, MetricJob
 from evalsite.queues import CPU_QUEUE, GPU_QUEUE
 from evalsite.services.broker import broker_queue_size
 from evalsite.services.metric_requests import experiments_lock, metrics_request_when_generated
@@ -41,6 +41,7 @@ def _stale_cutoff():
 _KINDS = {
     GenerationJob: (("method",), send_generation_job, GPU_QUEUE, "run `evaluate` again"),
     MetricJob: (("experiment",), send_metric_job, CPU_QUEUE, "run `compute_metrics` again"),
+    FineTune: (("dataset",), send_fine_tune_job, GPU_QUEUE, "run `evaluate` again"),
 }
 
 
@@ -172,13 +173,22 @@ def _fail(job, message: str) -> None:
 def _lock_experiments_of(job) -> None:
     if isinstance(job, GenerationJob):  # before the job's row, as a job's own end does
         experiments_lock(method_id=job.method_id, dataset_id=job.dataset_id)
+    elif isinstance(job, FineTune):
+        from evalsite.services.fine_tuning import waiting_experiments_lock
+
+        waiting_experiments_lock(job)
 
 
 def _generation_ended(job) -> None:
     """A generation job that ended by failing may have been its experiments' last: their
-    metrics are queued, as when a job ends on its own."""
+    metrics are queued, as when a job ends on its own. A failed fine-tuning fails the
+    generation jobs waiting for it."""
     if isinstance(job, GenerationJob):
         metrics_request_when_generated(method_id=job.method_id, dataset_id=job.dataset_id)
+    elif isinstance(job, FineTune):
+        from evalsite.services.fine_tuning import fine_tune_ended
+
+        fine_tune_ended(job)
 
 
 def jobs_recover() -> list[int]:
@@ -221,6 +231,8 @@ def _recover(model, send, queue) -> list[int]:
             send(job.pk)
 
     waiting = model.objects.filter(status=JobStatus.QUEUED, queued_at__lt=_stale_cutoff())
+    if model is GenerationJob:  # one waiting for its fine-tuning is sent when that succeeds
+        waiting = waiting.filter(Q(fine_tune__isnull=True) | Q(fine_tune__status=JobStatus.SUCCEEDED))
     if waiting.exists() and broker_queue_size(queue) == 0:
         with transaction.atomic():
             for job in waiting.select_for_update(skip_locked=True):

@@ -33,7 +33,8 @@ def test_demo_serves_a_finished_experiment_on_embedded_defaults(tmp_path):
             time.sleep(0.5)
         assert address, log.read_text()[-4000:]
         text = log.read_text()
-        assert "all 36 images generated" in text and "sign in as 'demo'" in text
+        assert "all 48 images generated" in text and "sign in as 'demo'" in text
+        assert "DreamPaint: 6 product fine-tuning(s) needed, 6 queued now" in text
         # DTC's Tables 1 and 2, every row, reusing the demo experiment's images (one seed).
         assert "24 image(s) in all: 12 exist, 12 to generate" in text
         assert "30 image(s) in all: 12 exist, 18 to generate" in text
@@ -65,7 +66,9 @@ def test_demo_serves_a_finished_experiment_on_embedded_defaults(tmp_path):
         consent = rater.open(rater_link, timeout=10)
         assert "/consent/" in consent.url and b"I agree, start" in consent.read()
         outputs = list((tmp_path / "var" / "media" / "outputs").rglob("*.png"))
-        assert len(outputs) == 36 + 12 + 18
+        assert len(outputs) == 48 + 12 + 18
+        adapters = list((tmp_path / "var" / "models" / "dreampaint").glob("*/pytorch_lora_weights.safetensors"))
+        assert len(adapters) == 6
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=60)

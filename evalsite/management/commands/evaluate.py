@@ -64,6 +64,13 @@ class Command(BaseCommand):
             f"generate; {report.jobs_created} new job(s), {len(report.jobs_sent)} job(s) sent"
             + (f"; {report.jobs_cancelled} queued job(s) no longer needed were cancelled" if report.jobs_cancelled else "")
         )
+        if report.fine_tunes:
+            self.stdout.write(
+                f"DreamPaint: {report.fine_tunes} product fine-tuning(s) needed, {len(report.fine_tunes_sent)} queued now "
+                f"(the others are done or on their way); a product's images are generated once its fine-tuning finishes"
+                + (f"; {report.single_image_products} product(s) have a single image to learn from"
+                   if report.single_image_products else "")
+            )
         if report.metric_job:
             self.stdout.write(f"every image exists: metric job {report.metric_job} queued")
 
@@ -87,7 +94,11 @@ class Command(BaseCommand):
                 progress = selectors.experiment_progress(experiment)
                 bar.update(progress.done - bar.n)
                 running = progress.jobs_by_status.get(JobStatus.RUNNING, 0)
-                bar.set_postfix(running=running, failed=progress.jobs_by_status.get(JobStatus.FAILED, 0))
+                postfix = dict(running=running, failed=progress.jobs_by_status.get(JobStatus.FAILED, 0))
+                fine_tunes = selectors.experiment_fine_tunes(experiment, progress)
+                if fine_tunes:
+                    postfix["fine_tuned"] = f"{sum(f.status == JobStatus.SUCCEEDED for f in fine_tunes)}/{len(fine_tunes)}"
+                bar.set_postfix(**postfix)
                 if progress.finished:
                     break
                 watch.tick(bar)

@@ -1,0 +1,283 @@
+"""DreamPaint's per-product fine-tunings: planned by `evaluate` (one per product, base and
+recipe, found again by identity whichever experiment or method asks), run by a GPU worker,
+and the generation jobs that wait for them (sent when it succeeds, failed with its message
+when it fails).
+
+A product is the samples sharing a product_id (a sample without one is a product alone);
+its images are their references.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models.functions import Now
+
+from evalsite.dispatch import send_fine_tune_job, send_generation_job
+from evalsite.models import ACTIVE_JOB_STATUSES, Dataset, FineTune, GenerationJob, JobStatus, Method, Sample
+from evalsite.services.generator_cache import worker_device
+from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_release, new_claim_token
+from evalsite.services.metric_requests import experiments_lock, metrics_request_when_generated
+from evalsite.services.methods import checkpoint_identity, resolve_checkpoint
+from evalsite.services.storage import open_image
+from generators.types import GeneratorError
+
+log = logging.getLogger(__name__)
+
+FOLDER = "dreampaint"  # under EVALSITE_WEIGHTS_DIR
+PROGRESS_EVERY_SECONDS = 1.0  # at most this often the row is written during training
+
+
+def product_key(sample: Sample) -> str:
+    return sample.product_id or sample.sample_id
+
+
+def fine_tune_folder(fine_tune: FineTune) -> Path:
+    return Path(settings.EVALSITE_WEIGHTS_DIR) / fine_tune.path
+
+
+def _images_hash(samples: list[Sample]) -> str:
+    digest = hashlib.sha256()
+    for sample in samples:
+        try:
+            with default_storage.open(sample.reference.name, "rb") as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
+        except OSError as exc:  # fails the fine-tuning when it runs, with this file named
+            digest.update(f"unreadable {sample.reference.name}: {exc}".encode())
+    return digest.hexdigest()
+
+
+def fine_tunes_plan(*, method: Method, dataset: Dataset) -> dict[int, FineTune]:
+    """sample pk -> its product's fine-tuning for `method` (a dreampaint method), created
+    when new. The identity covers the product's image bytes, the base checkpoint's content
+    and the recipe (not the sampling settings: methods differing only there share it)."""
+    from generators.dreampaint import Recipe, instance_prompt
+
+    recipe = Recipe.from_params(method.params)
+    products: dict[str, list[Sample]] = defaultdict(list)
+    for sample in dataset.samples.order_by("sample_id"):
+        products[product_key(sample)].append(sample)
+    planned: dict[int, FineTune] = {}
+    for product, samples in products.items():
+        images_hash = _images_hash(samples)
+        identity = hashlib.sha256(json.dumps(
+            {"product": product, "images": images_hash, "base": method.checkpoint_hash, "recipe": recipe.hash()},
+            sort_keys=True,
+        ).encode()).hexdigest()
+        category = next((s.category for s in samples if s.category), "")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", product).strip("-.")[:40] or "product"
+        fine_tune, _ = FineTune.objects.get_or_create(identity=identity, defaults=dict(
+            product_id=product, category=category, dataset=dataset, images_hash=images_hash,
+            image_count=len(samples), base_checkpoint=method.checkpoint, base_hash=method.checkpoint_hash,
+            recipe=recipe.as_dict(), recipe_hash=recipe.hash(), prompt=instance_prompt(category),
+            path=f"{FOLDER}/{slug}-{identity[:12]}", progress_total=recipe.steps,
+        ))
+        planned.update({sample.pk: fine_tune for sample in samples})
+    return planned
+
+
+def fine_tunes_send(job_ids: list[int]) -> tuple[list[int], list[int]]:
+    """Of generation jobs about to be sent: those whose fine-tuning is done go; the others
+    wait, and their fine-tunings are queued (again, when failed or cancelled) and sent.
+    Returns (generation jobs to send now, fine-tunings sent)."""
+    jobs = GenerationJob.objects.filter(pk__in=job_ids).select_related("fine_tune")
+    ready, waiting_on = [], set()
+    for job in jobs:
+        if job.fine_tune is None or job.fine_tune.status == JobStatus.SUCCEEDED:
+            ready.append(job.pk)
+        else:
+            waiting_on.add(job.fine_tune_id)
+    again = list(FineTune.objects.filter(pk__in=waiting_on, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+                 .values_list("pk", flat=True))
+    FineTune.objects.filter(pk__in=again).update(status=JobStatus.QUEUED, claim="", queued_at=Now(), error="")
+    # New ones (never claimed); one queued earlier keeps its message, or the sweep re-sends it.
+    fresh = FineTune.objects.filter(pk__in=waiting_on, status=JobStatus.QUEUED, attempts=0, claim="")
+    to_send = sorted(set(again) | set(fresh.values_list("pk", flat=True)))
+    for fine_tune_id in to_send:
+        send_fine_tune_job(fine_tune_id)
+    return sorted(ready), to_send
+
+
+def fine_tunes_cancel_unneeded() -> int:
+    """After `evaluate --cancel`: fine-tunings no active generation job waits for stop (a
+    running one after its next progress write, its progress saved; `evaluate` resumes it)."""
+    waited_for = GenerationJob.objects.filter(fine_tune__isnull=False, status__in=ACTIVE_JOB_STATUSES).values("fine_tune_id")
+    return FineTune.objects.filter(status__in=ACTIVE_JOB_STATUSES).exclude(pk__in=waited_for).update(
+        status=JobStatus.CANCELLED, error="cancelled with evaluate --cancel: no experiment waits for it", finished_at=Now()
+    )
+
+
+def _waiting_jobs(fine_tune: FineTune):
+    return GenerationJob.objects.filter(fine_tune=fine_tune, status=JobStatus.QUEUED)
+
+
+def waiting_experiments_lock(fine_tune: FineTune) -> None:
+    for method_id, dataset_id in sorted(set(_waiting_jobs(fine_tune).values_list("method_id", "dataset_id"))):
+        experiments_lock(method_id=method_id, dataset_id=dataset_id)
+
+
+def fine_tune_ended(fine_tune: FineTune) -> None:
+    """In the transaction that ended the fine-tuning: send the generation jobs waiting for
+    it, or fail them with its message (their experiments' metrics then follow)."""
+    fine_tune.refresh_from_db(fields=["status", "error"])
+    if fine_tune.status == JobStatus.SUCCEEDED:
+        for job_id in _waiting_jobs(fine_tune).values_list("pk", flat=True):
+            GenerationJob.objects.filter(pk=job_id).update(queued_at=Now())
+            send_generation_job(job_id)
+        return
+    if fine_tune.status != JobStatus.FAILED:
+        return
+    pairs = set(_waiting_jobs(fine_tune).values_list("method_id", "dataset_id"))
+    waiting_experiments_lock(fine_tune)
+    _waiting_jobs(fine_tune).update(
+        status=JobStatus.FAILED, finished_at=Now(),
+        error=f"the fine-tuning of product {fine_tune.product_id!r} failed: {fine_tune.error}",
+    )
+    for method_id, dataset_id in sorted(pairs):
+        metrics_request_when_generated(method_id=method_id, dataset_id=dataset_id)
+
+
+def fine_tune_ready(job: GenerationJob) -> Path:
+    """The finished fine-tuning folder a DreamPaint generation job needs; GeneratorError
+    when it is not there (never a half-written one: it is renamed into place whole)."""
+    fine_tune = job.fine_tune
+    folder = fine_tune_folder(fine_tune)
+    if fine_tune.status != JobStatus.SUCCEEDED or not folder.is_dir():
+        raise GeneratorError(
+            f"the fine-tuning of product {fine_tune.product_id!r} is {fine_tune.status}"
+            + ("" if folder.is_dir() or fine_tune.status != JobStatus.SUCCEEDED else f" but {folder} is gone")
+            + "; run `evaluate` again"
+        )
+    return folder
+
+
+@dataclass
+class FineTuneReport:
+    job_id: int
+    status: str
+    steps: int = 0
+    resumed_from: int = 0
+
+
+class _Progress:
+    """on_step for generators.dreampaint.fine_tune: the row's step and losses, at most once
+    a second (and at the last step); False (stop) once the job is no longer ours."""
+
+    def __init__(self, fine_tune: FineTune, token: str, heartbeat: Heartbeat):
+        self.fine_tune, self.token, self.heartbeat = fine_tune, token, heartbeat
+        # A resumed run repeats the steps after its last save with the same draws.
+        self.losses: dict[int, float] = dict(enumerate(fine_tune.losses, start=1))
+        self.written = 0.0
+
+    def __call__(self, step: int, loss: float) -> bool:
+        self.losses[step] = loss
+        if self.heartbeat.lost:
+            return False
+        if time.monotonic() - self.written < PROGRESS_EVERY_SECONDS and step < self.fine_tune.progress_total:
+            return True
+        self.written = time.monotonic()
+        return self.write(step)
+
+    def write(self, step: int) -> bool:
+        return bool(FineTune.objects.filter(pk=self.fine_tune.pk, claim=self.token, status=JobStatus.RUNNING).update(
+            progress_done=step, losses=[self.losses[s] for s in sorted(self.losses)], heartbeat_at=Now()
+        ))
+
+
+def fine_tune_run(*, job_id: int) -> FineTuneReport:
+    """Run one fine-tuning (a worker's task). A fine-tuning stopped midway (its worker
+    killed) goes on from its last saved step; a failure is recorded on the row with a
+    message naming the product, and fails the generation jobs waiting for it."""
+    from generators.dreampaint import FineTuneStopped, Recipe, fine_tune
+
+    token = new_claim_token()
+    job = job_claim(job_id=job_id, token=token, model=FineTune)
+    if job is None:
+        return FineTuneReport(job_id=job_id, status="skipped")
+    report = FineTuneReport(job_id=job_id, status="running")
+    error, result = "", None
+    try:
+        with Heartbeat(job_id=job_id, token=token, model=FineTune) as heartbeat:
+            base = resolve_checkpoint(job.base_checkpoint)
+            if checkpoint_identity(base) != job.base_hash:
+                raise GeneratorError(f"the base checkpoint {base} changed since `evaluate`; run `evaluate` again")
+            images = _product_images(job)
+            progress = _Progress(job, token, heartbeat)
+            result = fine_tune(base, images, Recipe(**job.recipe), fine_tune_folder(job), prompt=job.prompt,
+                               device=worker_device(), on_step=progress)
+            report.steps, report.resumed_from = len(result.losses), result.resumed_from
+            if result.resumed_from:
+                log.info("fine-tuning %s: went on from step %s saved by an earlier run", job_id, result.resumed_from)
+    except FineTuneStopped:
+        log.warning("fine-tuning %s: no longer this worker's; stopped after saving its progress", job_id)
+        report.status = "claim-lost"
+        return report
+    except (OperationalError, InterfaceError):
+        try:
+            job_release(job_id=job_id, token=token, model=FineTune)
+        except Exception:
+            log.warning("fine-tuning %s: could not release it; the sweep will", job_id)
+        raise
+    except GeneratorError as exc:
+        error = f"product {job.product_id!r}: {exc}"
+    except Exception as exc:
+        log.exception("fine-tuning %s: unexpected error", job_id)
+        error = (f"product {job.product_id!r}: unexpected error fine-tuning ({type(exc).__name__}: {exc}); "
+                 f"the worker log has the traceback")
+    with transaction.atomic():
+        waiting_experiments_lock(job)  # before the fine-tuning's row: the order `evaluate` takes them in
+        if result is not None:
+            FineTune.objects.filter(pk=job_id, claim=token).update(
+                size_bytes=result.size_bytes, losses=result.losses, progress_done=len(result.losses)
+            )
+        finished = job_finish(job_id=job_id, token=token, error=error, model=FineTune)
+        if finished:
+            fine_tune_ended(job)
+    report.status = ("failed" if error else "succeeded") if finished else "claim-lost"
+    return report
+
+
+def _product_images(job: FineTune):
+    from PIL import Image
+
+    samples = [s for s in Sample.objects.filter(dataset=job.dataset).order_by("sample_id") if product_key(s) == job.product_id]
+    if not samples:
+        raise GeneratorError(f"no sample of dataset {job.dataset} has this product; it has no images to fine-tune on")
+    images, problems = [], []
+    for sample in samples:
+        try:
+            images.append(open_image(sample.reference.name).convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            problems.append(f"sample {sample.sample_id!r} ({sample.reference.name}): {type(exc).__name__}: {exc}")
+    if problems:
+        raise GeneratorError("unreadable image(s): " + "; ".join(problems))
+    return images
+
+
+def fine_tunes_unused() -> list[FineTune]:
+    """Finished or failed fine-tunings that no experiment uses any more: none of its
+    generation jobs belongs to a method an experiment shows."""
+    used = FineTune.objects.filter(generation_jobs__method__experiment_methods__isnull=False)
+    return list(FineTune.objects.exclude(pk__in=used.values("pk")).exclude(status__in=ACTIVE_JOB_STATUSES))
+
+
+def fine_tune_delete(*, fine_tune: FineTune) -> int:
+    """Delete a fine-tuning's weights (and its partial progress) and its row; bytes freed."""
+    folder = fine_tune_folder(fine_tune)
+    freed = 0
+    for path in (folder, folder.with_name(folder.name + ".partial")):
+        if path.exists():
+            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path)
+    fine_tune.delete()
+    return freed
