@@ -8,7 +8,7 @@ Figures:
      repeats (median, min, max); the ratio full / LoRA in time per step;
   2. the size on disk of one product's fine-tuning in each mode (tiny);
   3. at Stable Diffusion 1.5 scale (its UNet built on the meta device: no weights, no
-     memory), the size of one product's LoRA adapter in float32 for ranks 4, 16 (the
+     memory), the size of one product's LoRA adapter in float32 for ranks 4, 16, 32 (the
      default) and 64, and of a full UNet, which is what `mode = full` stores per product.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def sd15_sizes() -> dict[str, int]:
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD15_UNET)
         sizes["full UNet"] = sum(p.numel() for p in unet.parameters()) * 4
-        for rank in (4, 16, 64):
+        for rank in (4, 16, 32, 64):
             unet = UNet2DConditionModel(**SD15_UNET)
             unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS))
             sizes[f"LoRA rank {rank}"] = sum(p.numel() for n, p in unet.named_parameters() if "lora" in n) * 4
@@ -81,6 +81,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
     work = Path(tempfile.mkdtemp(prefix="evalsite-bench-dreampaint-"))
     try:
         base = build_tiny_sd_inpainting(work / "sd_inpainting")

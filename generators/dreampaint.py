@@ -48,7 +48,7 @@ IDENTIFIER = "sks"  # DreamBooth's rare token
 
 # The paper's scale (DreamBooth's recipe: about 400 steps at 512 px; full fine-tuning at a
 # low rate, LoRA at a higher one).
-DEFAULTS = {"steps": 400, "resolution": 512, "rank": 16, "batch_size": 1, "seed": 0,
+DEFAULTS = {"steps": 400, "resolution": 512, "rank": 32, "batch_size": 1, "seed": 0,
             "learning_rate": {"full": 5e-6, "lora": 1e-4}}
 
 

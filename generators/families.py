@@ -97,7 +97,7 @@ FAMILIES: dict[str, Family] = {
                 # The per-product fine-tuning (generators.dreampaint.Recipe), the paper's scale by default.
                 Number("steps", 400, int, 1, 100_000),
                 Number("learning_rate", None, float, 0, 1),
-                Number("rank", 16, int, 1, 1024),
+                Number("rank", 32, int, 1, 1024),  # about 26 MB per product at SD 1.5 scale (float32)
                 Number("resolution", 512, int, 8, 4096),
                 Number("batch_size", 1, int, 1, 256),
                 Number("seed", 0, int, 0, 2**31 - 1),
