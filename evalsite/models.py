@@ -181,7 +181,8 @@ class FineTune(JobRow):
     identity = models.CharField(max_length=64, unique=True)
     product_id = models.CharField(max_length=200)
     category = models.CharField(max_length=200, blank=True)
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="fine_tunes",
+    # PROTECT: its folder outlives no row (prune_fine_tunes deletes both).
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="fine_tunes",
                                 help_text="Where its images were first found")
     images_hash = models.CharField(max_length=64, help_text="sha256 over the product's image files")
     image_count = models.PositiveIntegerField()

@@ -56,9 +56,9 @@ DEFAULTS = {"steps": 400, "resolution": 512, "rank": 32, "batch_size": 1, "seed"
 class Recipe:
     """How one product is fine-tuned; its hash is part of the fine-tuning's identity."""
 
-    mode: str = "lora"
+    mode: str = "full"  # the paper's; as generators.families has it
     steps: int = DEFAULTS["steps"]
-    learning_rate: float = DEFAULTS["learning_rate"]["lora"]
+    learning_rate: float = DEFAULTS["learning_rate"]["full"]
     rank: int = DEFAULTS["rank"]
     resolution: int = DEFAULTS["resolution"]
     batch_size: int = DEFAULTS["batch_size"]
@@ -215,7 +215,8 @@ def fine_tune(
     if recipe.mode == "lora":
         from peft import LoraConfig
 
-        with torch.random.fork_rng(devices=[]):  # the adapters' random start depends on the seed alone
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):  # the adapters' random start depends on the seed alone
             torch.manual_seed(recipe.seed)
             unet.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.rank, init_lora_weights="gaussian",
                                         target_modules=LORA_TARGETS))
@@ -384,6 +385,7 @@ class DreamPaintGenerator(PipelineGenerator):
         """Switch to one product's weights (LoRA adapters swap in place; a full UNet replaces the base's)."""
         folder = Path(folder)
         if folder != self.fine_tune:
+            self.fine_tune = None  # until the switch has succeeded
             self.prompt = apply_fine_tune(self.pipeline, folder)
             self.fine_tune = folder
 

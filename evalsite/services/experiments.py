@@ -27,7 +27,12 @@ from evalsite.models import (
     Output,
 )
 from evalsite.selectors import dataset_get_by_reference, jobs_for
-from evalsite.services.fine_tuning import fine_tunes_cancel_unneeded, fine_tunes_plan, fine_tunes_send
+from evalsite.services.fine_tuning import (
+    dataset_products,
+    fine_tunes_cancel_unneeded,
+    fine_tunes_plan,
+    fine_tunes_send,
+)
 from evalsite.services.metric_requests import metrics_request
 from evalsite.services.methods import (
     checkpoint_identity,
@@ -66,9 +71,9 @@ class EvaluateReport:
     jobs_sent: list[int] = field(default_factory=list)
     jobs_cancelled: int = 0  # queued for removed methods or seeds, needed by no experiment
     metric_job: int | None = None  # queued now because every image already exists
-    fine_tunes: int = 0  # DreamPaint: the products' fine-tunings the experiment needs
+    fine_tunes: int = 0  # DreamPaint: the fine-tunings its missing images need (done or not)
     fine_tunes_sent: list[int] = field(default_factory=list)  # of those, queued now
-    single_image_products: int = 0  # of those, products with one image (allowed; DreamBooth likes 3-5)
+    single_image_products: int = 0  # products among them with one image (allowed; DreamBooth likes 3-5)
 
     @property
     def unchanged(self) -> bool:
@@ -93,15 +98,17 @@ def experiment_evaluate(*, config: ExperimentConfig, user=None, on_message=None)
             f"dataset {config.dataset!r} is not imported; import it first with: "
             f"python manage.py import_dataset PATH --name {config.dataset.partition('@')[0]}"
         )
-    # Hashing checkpoints reads files: before the transaction, which on SQLite holds the lock.
+    # Hashing checkpoints and product images reads files: before the transaction, which on
+    # SQLite holds the lock.
     methods = _methods_of(config, on_message)
+    products = dataset_products(dataset) if any(m.family == "dreampaint" for _, m in methods) else {}
     try:
         with transaction.atomic():
-            report = _apply(config, dataset, methods, user)
+            report = _apply(config, dataset, methods, user, products)
     except IntegrityError:
         # The same new name was created by a concurrent evaluate: apply to that one.
         with transaction.atomic():
-            report = _apply(config, dataset, methods, user)
+            report = _apply(config, dataset, methods, user, products)
     return report
 
 
@@ -150,7 +157,7 @@ def _methods_of(config: ExperimentConfig, on_message=None) -> list[tuple[MethodC
     ]
 
 
-def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> EvaluateReport:
+def _apply(config: ExperimentConfig, dataset: Dataset, methods, user, products) -> EvaluateReport:
     experiment = Experiment.objects.select_for_update().filter(name=config.name).first()
     fields = dict(
         config=config.as_json(),
@@ -195,14 +202,18 @@ def _apply(config: ExperimentConfig, dataset: Dataset, methods, user) -> Evaluat
     report.images_existing = report.images_expected - report.images_missing
     _cost_of_changes(report, methods, missing)
 
-    fine_tunes = {method.pk: fine_tunes_plan(method=method, dataset=dataset)
-                  for _, method in methods if method.family == "dreampaint"}
-    created_jobs = _create_jobs(method_ids, list(config.seeds), dataset, missing, config.batch_size, fine_tunes)
+    plans = {
+        method.pk: fine_tunes_plan(method=method, products=products,
+                                   needed={s for seed in config.seeds for s in missing[(method.pk, seed)]})
+        for _, method in methods if method.family == "dreampaint"
+    }
+    created_jobs = _create_jobs(method_ids, list(config.seeds), dataset, missing, config.batch_size,
+                                {method_id: plan.by_sample for method_id, plan in plans.items()})
     report.jobs_created = len(created_jobs)
-    report.jobs_sent, report.fine_tunes_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs)
-    planned = {f.pk: f for per_method in fine_tunes.values() for f in per_method.values()}
+    report.jobs_sent, report.fine_tunes_sent = _send_jobs(method_ids, list(config.seeds), dataset, created_jobs, plans)
+    planned = {f.pk: f for plan in plans.values() for f in plan.by_sample.values()}
     report.fine_tunes = len(planned)
-    report.single_image_products = sum(f.image_count == 1 for f in planned.values())
+    report.single_image_products = len({f.product_id for f in planned.values() if f.image_count == 1})
     if report.changes or report.seeds_removed:
         report.jobs_cancelled = _cancel_unneeded(previous_method_ids, previous_seeds, dataset)
     if config.metrics and not jobs_for(method_ids, list(config.seeds), dataset).filter(
@@ -329,7 +340,7 @@ def _by_fine_tune(todo: dict[int, list[int]], planned: dict) -> list[dict[int, l
             for fine_tune_id in order]
 
 
-def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> tuple[list[int], list[int]]:
+def _send_jobs(method_ids, seeds, dataset, created: list[int], plans=None) -> tuple[list[int], list[int]]:
     """Send the new jobs, and give failed and cancelled ones another try. Jobs queued
     earlier keep their message; should it be lost, the workers' sweep sends it again."""
     jobs = jobs_for(method_ids, seeds, dataset)
@@ -342,7 +353,7 @@ def _send_jobs(method_ids, seeds, dataset, created: list[int]) -> tuple[list[int
     )
     GenerationJob.objects.filter(pk__in=retry).update(status=JobStatus.QUEUED, claim="", queued_at=Now(), error="")
     # DreamPaint's jobs wait for their product's fine-tuning, which is sent instead.
-    to_send, fine_tunes_sent = fine_tunes_send(sorted(set(retry) | set(created)))
+    to_send, fine_tunes_sent = fine_tunes_send(sorted(set(retry) | set(created)), plans or {})
     for job_id in to_send:
         send_generation_job(job_id)
     return to_send, fine_tunes_sent

@@ -46,6 +46,22 @@ def fine_tune_folder(fine_tune: FineTune) -> Path:
     return Path(settings.EVALSITE_WEIGHTS_DIR) / fine_tune.path
 
 
+@dataclass
+class Product:
+    key: str
+    samples: list[Sample]
+    images_hash: str  # sha256 over its image files' bytes
+
+
+def dataset_products(dataset: Dataset) -> dict[str, Product]:
+    """The dataset's products with their images' hash. Reads every reference file: call it
+    before a transaction (on SQLite a transaction holds the database's write lock)."""
+    grouped: dict[str, list[Sample]] = defaultdict(list)
+    for sample in dataset.samples.order_by("sample_id"):
+        grouped[product_key(sample)].append(sample)
+    return {key: Product(key, samples, _images_hash(samples)) for key, samples in grouped.items()}
+
+
 def _images_hash(samples: list[Sample]) -> str:
     digest = hashlib.sha256()
     for sample in samples:
@@ -57,55 +73,106 @@ def _images_hash(samples: list[Sample]) -> str:
     return digest.hexdigest()
 
 
-def fine_tunes_plan(*, method: Method, dataset: Dataset) -> dict[int, FineTune]:
-    """sample pk -> its product's fine-tuning for `method` (a dreampaint method), created
-    when new. The identity covers the product's image bytes, the base checkpoint's content
-    and the recipe (not the sampling settings: methods differing only there share it)."""
+@dataclass
+class Plan:
+    by_sample: dict[int, FineTune]  # sample pk -> its product's fine-tuning
+    created: set[int]  # fine-tunings created by this plan
+
+
+def fine_tunes_plan(*, method: Method, products: dict[str, Product], needed: set[int]) -> Plan:
+    """The fine-tunings `method` (a dreampaint method) needs for the samples `needed` (those
+    missing an image), created when new. The identity covers the product's image bytes,
+    the base checkpoint's content and the recipe, not the sampling settings: methods that
+    differ only there share it."""
     from generators.dreampaint import Recipe, instance_prompt
 
     recipe = Recipe.from_params(method.params)
-    products: dict[str, list[Sample]] = defaultdict(list)
-    for sample in dataset.samples.order_by("sample_id"):
-        products[product_key(sample)].append(sample)
-    planned: dict[int, FineTune] = {}
-    for product, samples in products.items():
-        images_hash = _images_hash(samples)
+    plan = Plan({}, set())
+    for product in products.values():
+        if not needed.intersection(sample.pk for sample in product.samples):
+            continue
         identity = hashlib.sha256(json.dumps(
-            {"product": product, "images": images_hash, "base": method.checkpoint_hash, "recipe": recipe.hash()},
+            {"product": product.key, "images": product.images_hash, "base": method.checkpoint_hash,
+             "recipe": recipe.hash()},
             sort_keys=True,
         ).encode()).hexdigest()
-        category = next((s.category for s in samples if s.category), "")
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", product).strip("-.")[:40] or "product"
-        fine_tune, _ = FineTune.objects.get_or_create(identity=identity, defaults=dict(
-            product_id=product, category=category, dataset=dataset, images_hash=images_hash,
-            image_count=len(samples), base_checkpoint=method.checkpoint, base_hash=method.checkpoint_hash,
-            recipe=recipe.as_dict(), recipe_hash=recipe.hash(), prompt=instance_prompt(category),
-            path=f"{FOLDER}/{slug}-{identity[:12]}", progress_total=recipe.steps,
+        category = next((s.category for s in product.samples if s.category), "")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", product.key).strip("-.")[:40] or "product"
+        fine_tune, created = FineTune.objects.get_or_create(identity=identity, defaults=dict(
+            product_id=product.key, category=category, dataset=product.samples[0].dataset,
+            images_hash=product.images_hash, image_count=len(product.samples), base_checkpoint=method.checkpoint,
+            base_hash=method.checkpoint_hash, recipe=recipe.as_dict(), recipe_hash=recipe.hash(),
+            prompt=instance_prompt(category), path=f"{FOLDER}/{slug}-{identity[:12]}", progress_total=recipe.steps,
         ))
-        planned.update({sample.pk: fine_tune for sample in samples})
-    return planned
+        if created:
+            plan.created.add(fine_tune.pk)
+        plan.by_sample.update({sample.pk: fine_tune for sample in product.samples})
+    return plan
 
 
-def fine_tunes_send(job_ids: list[int]) -> tuple[list[int], list[int]]:
+def _repoint(job_ids: list[int], plans: dict[int, Plan]) -> None:
+    """Jobs to (re)send point at the fine-tuning planned now for their product (a retried
+    job may point at an older one: other image bytes, or one deleted since)."""
+    through = GenerationJob.samples.through
+    wanted: dict[int, set[int]] = defaultdict(set)
+    rows = through.objects.filter(generationjob_id__in=job_ids, generationjob__method_id__in=list(plans))
+    for job_id, method_id, sample_id, current in rows.values_list(
+        "generationjob_id", "generationjob__method_id", "sample_id", "generationjob__fine_tune_id"
+    ):
+        planned = plans[method_id].by_sample.get(sample_id)
+        if planned is not None and planned.pk != current:
+            wanted[planned.pk].add(job_id)
+    for fine_tune_id, jobs in wanted.items():
+        GenerationJob.objects.filter(pk__in=jobs).update(fine_tune_id=fine_tune_id)
+
+
+def _needs_run(fine_tune: FineTune) -> bool:
+    if fine_tune.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return True
+    # Finished, but its folder is gone (deleted by hand): trained again.
+    return fine_tune.status == JobStatus.SUCCEEDED and not fine_tune_folder(fine_tune).is_dir()
+
+
+def fine_tunes_send(job_ids: list[int], plans: dict[int, Plan]) -> tuple[list[int], list[int]]:
     """Of generation jobs about to be sent: those whose fine-tuning is done go; the others
-    wait, and their fine-tunings are queued (again, when failed or cancelled) and sent.
-    Returns (generation jobs to send now, fine-tunings sent)."""
-    jobs = GenerationJob.objects.filter(pk__in=job_ids).select_related("fine_tune")
-    ready, waiting_on = [], set()
-    for job in jobs:
-        if job.fine_tune is None or job.fine_tune.status == JobStatus.SUCCEEDED:
-            ready.append(job.pk)
+    wait, and their fine-tunings are sent: the new ones, and those to run again (failed,
+    cancelled, or finished with their folder gone). Returns (jobs to send now, fine-tunings sent)."""
+    _repoint(job_ids, plans)
+    ready, waiting_on = [], {}
+    for job in GenerationJob.objects.filter(pk__in=job_ids).select_related("fine_tune", "method"):
+        fine_tune = job.fine_tune
+        if fine_tune is None or (fine_tune.status == JobStatus.SUCCEEDED and not _needs_run(fine_tune)):
+            ready.append(job.pk)  # a dreampaint job without one fails with a message saying so
         else:
-            waiting_on.add(job.fine_tune_id)
-    again = list(FineTune.objects.filter(pk__in=waiting_on, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
-                 .values_list("pk", flat=True))
-    FineTune.objects.filter(pk__in=again).update(status=JobStatus.QUEUED, claim="", queued_at=Now(), error="")
-    # New ones (never claimed); one queued earlier keeps its message, or the sweep re-sends it.
-    fresh = FineTune.objects.filter(pk__in=waiting_on, status=JobStatus.QUEUED, attempts=0, claim="")
-    to_send = sorted(set(again) | set(fresh.values_list("pk", flat=True)))
+            waiting_on[fine_tune.pk] = fine_tune
+    again = [pk for pk, fine_tune in waiting_on.items() if _needs_run(fine_tune)]
+    FineTune.objects.filter(pk__in=again, status__in=[JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUCCEEDED]).update(
+        status=JobStatus.QUEUED, claim="", queued_at=Now(), error=""
+    )
+    created = set().union(*(plan.created for plan in plans.values())) if plans else set()
+    to_send = sorted(set(again) | (created & set(waiting_on)))
     for fine_tune_id in to_send:
         send_fine_tune_job(fine_tune_id)
     return sorted(ready), to_send
+
+
+def fine_tunes_recover() -> list[int]:
+    """For the workers' sweep: generation jobs still waiting for a fine-tuning that ended
+    without them seeing it (an `evaluate` committed while it ended) are failed with its
+    message, or it is queued again when it was cancelled. Returns the fine-tunings acted on."""
+    acted = []
+    waiting = GenerationJob.objects.filter(status=JobStatus.QUEUED).values("fine_tune_id")
+    for fine_tune in FineTune.objects.filter(pk__in=waiting, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]):
+        with transaction.atomic():
+            waiting_experiments_lock(fine_tune)
+            if fine_tune.status == JobStatus.FAILED:
+                fine_tune_ended(fine_tune)
+            elif FineTune.objects.filter(pk=fine_tune.pk, status=JobStatus.CANCELLED).update(
+                status=JobStatus.QUEUED, claim="", queued_at=Now(), error=""
+            ):
+                send_fine_tune_job(fine_tune.pk)
+        acted.append(fine_tune.pk)
+    return acted
 
 
 def fine_tunes_cancel_unneeded() -> int:
@@ -138,19 +205,25 @@ def fine_tune_ended(fine_tune: FineTune) -> None:
     if fine_tune.status != JobStatus.FAILED:
         return
     pairs = set(_waiting_jobs(fine_tune).values_list("method_id", "dataset_id"))
-    waiting_experiments_lock(fine_tune)
     _waiting_jobs(fine_tune).update(
-        status=JobStatus.FAILED, finished_at=Now(),
-        error=f"the fine-tuning of product {fine_tune.product_id!r} failed: {fine_tune.error}",
+        status=JobStatus.FAILED, finished_at=Now(), error=f"DreamPaint's fine-tuning failed: {fine_tune.error}",
     )
     for method_id, dataset_id in sorted(pairs):
-        metrics_request_when_generated(method_id=method_id, dataset_id=dataset_id)
+        try:  # a problem queuing metrics is logged (and rolled back alone), never charged to the fine-tuning
+            with transaction.atomic():
+                metrics_request_when_generated(method_id=method_id, dataset_id=dataset_id)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            log.exception("could not queue the metrics of experiments on method %s; run compute_metrics", method_id)
 
 
 def fine_tune_ready(job: GenerationJob) -> Path:
     """The finished fine-tuning folder a DreamPaint generation job needs; GeneratorError
     when it is not there (never a half-written one: it is renamed into place whole)."""
     fine_tune = job.fine_tune
+    if fine_tune is None:
+        raise GeneratorError("this job's product fine-tuning was deleted; run `evaluate` again to plan it anew")
     folder = fine_tune_folder(fine_tune)
     if fine_tune.status != JobStatus.SUCCEEDED or not folder.is_dir():
         raise GeneratorError(
@@ -219,8 +292,10 @@ def fine_tune_run(*, job_id: int) -> FineTuneReport:
             if result.resumed_from:
                 log.info("fine-tuning %s: went on from step %s saved by an earlier run", job_id, result.resumed_from)
     except FineTuneStopped:
-        log.warning("fine-tuning %s: no longer this worker's; stopped after saving its progress", job_id)
-        report.status = "claim-lost"
+        cancelled = FineTune.objects.filter(pk=job_id, claim=token, status=JobStatus.CANCELLED).exists()
+        log.warning("fine-tuning %s: %s; stopped after saving its progress", job_id,
+                    "cancelled" if cancelled else "no longer this worker's")
+        report.status = "cancelled" if cancelled else "claim-lost"
         return report
     except (OperationalError, InterfaceError):
         try:
@@ -234,15 +309,19 @@ def fine_tune_run(*, job_id: int) -> FineTuneReport:
         log.exception("fine-tuning %s: unexpected error", job_id)
         error = (f"product {job.product_id!r}: unexpected error fine-tuning ({type(exc).__name__}: {exc}); "
                  f"the worker log has the traceback")
-    with transaction.atomic():
-        waiting_experiments_lock(job)  # before the fine-tuning's row: the order `evaluate` takes them in
-        if result is not None:
-            FineTune.objects.filter(pk=job_id, claim=token).update(
-                size_bytes=result.size_bytes, losses=result.losses, progress_done=len(result.losses)
-            )
-        finished = job_finish(job_id=job_id, token=token, error=error, model=FineTune)
-        if finished:
-            fine_tune_ended(job)
+    try:
+        with transaction.atomic():
+            waiting_experiments_lock(job)  # before the fine-tuning's row: the order `evaluate` takes them in
+            if result is not None:
+                FineTune.objects.filter(pk=job_id, claim=token).update(
+                    size_bytes=result.size_bytes, losses=result.losses, progress_done=len(result.losses)
+                )
+            finished = job_finish(job_id=job_id, token=token, error=error, model=FineTune)
+            if finished:
+                fine_tune_ended(job)
+    except (OperationalError, InterfaceError):
+        job_release(job_id=job_id, token=token, model=FineTune)  # retried; its finished folder is kept
+        raise
     report.status = ("failed" if error else "succeeded") if finished else "claim-lost"
     return report
 
@@ -264,20 +343,27 @@ def _product_images(job: FineTune):
     return images
 
 
+def _unused():
+    used = FineTune.objects.filter(generation_jobs__method__experiment_methods__isnull=False).values("pk")
+    return FineTune.objects.exclude(pk__in=used).exclude(status__in=ACTIVE_JOB_STATUSES)
+
+
 def fine_tunes_unused() -> list[FineTune]:
-    """Finished or failed fine-tunings that no experiment uses any more: none of its
-    generation jobs belongs to a method an experiment shows."""
-    used = FineTune.objects.filter(generation_jobs__method__experiment_methods__isnull=False)
-    return list(FineTune.objects.exclude(pk__in=used.values("pk")).exclude(status__in=ACTIVE_JOB_STATUSES))
+    """Finished, failed or cancelled fine-tunings that no experiment uses any more: none of
+    their generation jobs belongs to a method an experiment shows."""
+    return list(_unused())
 
 
 def fine_tune_delete(*, fine_tune: FineTune) -> int:
-    """Delete a fine-tuning's weights (and its partial progress) and its row; bytes freed."""
-    folder = fine_tune_folder(fine_tune)
-    freed = 0
-    for path in (folder, folder.with_name(folder.name + ".partial")):
-        if path.exists():
-            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            shutil.rmtree(path)
-    fine_tune.delete()
+    """Delete a fine-tuning (row, weights and partial progress) if it is still unused when
+    locked; the folders go once the row's deletion has committed. Bytes freed (0: kept)."""
+    with transaction.atomic():
+        locked = _unused().select_for_update().filter(pk=fine_tune.pk).first()
+        if locked is None:
+            return 0
+        folder = fine_tune_folder(locked)
+        paths = [path for path in (folder, folder.with_name(folder.name + ".partial")) if path.exists()]
+        freed = sum(f.stat().st_size for path in paths for f in path.rglob("*") if f.is_file())
+        locked.delete()
+        transaction.on_commit(lambda: [shutil.rmtree(path, ignore_errors=True) for path in paths])
     return freed

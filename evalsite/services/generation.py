@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
-from evalsite.models import FineTune, GenerationJob, JobStatus, Output, Sample
+from evalsite.models import GenerationJob, JobStatus, Output, Sample
 from evalsite.services.fine_tuning import fine_tune_ready
 from evalsite.services.generator_cache import generator_forget, generator_get, worker_device
 from evalsite.services.jobs import (
@@ -62,8 +62,6 @@ def output_name(job: GenerationJob, sample: Sample) -> str:
 def job_run(*, job_id: int) -> JobReport:
     token = new_claim_token()
     job = job_claim(job_id=job_id, token=token)
-    if job is not None and job.fine_tune_id is not None:
-        job.fine_tune = FineTune.objects.get(pk=job.fine_tune_id)
     if job is None:
         return JobReport(job_id=job_id, status="skipped")
     report = JobReport(job_id=job_id, status="running")
@@ -155,7 +153,7 @@ def _generate_missing(job: GenerationJob, spec: MethodSpec, token: str, heartbea
     remove_partials(output_name(job, missing[0]).rsplit("/", 1)[0], older_than=settings.EVALSITE_STALE_SECONDS)
     settings_ = method_generation_settings(method)
     generator = generator_get(spec, batch_invariant=method.batch_invariant, identity=method.identity)
-    if job.fine_tune_id is not None:  # DreamPaint: this product's fine-tuned weights
+    if method.family == "dreampaint":  # this product's fine-tuned weights
         generator.use_fine_tune(fine_tune_ready(job))
     provenance = {
         **generator.describe(),

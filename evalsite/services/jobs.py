@@ -39,7 +39,7 @@ def _stale_cutoff():
 
 # Per kind of job: what the claim brings along, how it is sent, its queue, how to retry.
 _KINDS = {
-    GenerationJob: (("method",), send_generation_job, GPU_QUEUE, "run `evaluate` again"),
+    GenerationJob: (("method", "fine_tune"), send_generation_job, GPU_QUEUE, "run `evaluate` again"),
     MetricJob: (("experiment",), send_metric_job, CPU_QUEUE, "run `compute_metrics` again"),
     FineTune: (("dataset",), send_fine_tune_job, GPU_QUEUE, "run `evaluate` again"),
 }
@@ -196,10 +196,12 @@ def jobs_recover() -> list[int]:
     EVALSITE_MAX_ATTEMPTS), and re-send queued jobs whose message was lost: queued for
     longer than EVALSITE_STALE_SECONDS while the broker's queue is empty. Duplicate
     messages are harmless: a job is claimed once. Generation and metric jobs alike."""
+    from evalsite.services.fine_tuning import fine_tunes_recover
+
     acted: list[int] = []
     for model, (_, send, queue, _) in _KINDS.items():
         acted += _recover(model, send, queue)
-    return acted
+    return acted + fine_tunes_recover()
 
 
 def _recover(model, send, queue) -> list[int]:
@@ -231,8 +233,12 @@ def _recover(model, send, queue) -> list[int]:
             send(job.pk)
 
     waiting = model.objects.filter(status=JobStatus.QUEUED, queued_at__lt=_stale_cutoff())
+    # Subqueries, not joins: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
     if model is GenerationJob:  # one waiting for its fine-tuning is sent when that succeeds
-        waiting = waiting.filter(Q(fine_tune__isnull=True) | Q(fine_tune__status=JobStatus.SUCCEEDED))
+        done = FineTune.objects.filter(status=JobStatus.SUCCEEDED).values("pk")
+        waiting = waiting.filter(Q(fine_tune_id__isnull=True) | Q(fine_tune_id__in=done))
+    elif model is FineTune:  # one that no generation job waits for (any more) is left alone
+        waiting = waiting.filter(pk__in=GenerationJob.objects.filter(status=JobStatus.QUEUED).values("fine_tune_id"))
     if waiting.exists() and broker_queue_size(queue) == 0:
         with transaction.atomic():
             for job in waiting.select_for_update(skip_locked=True):

@@ -86,7 +86,10 @@ def test_a_worker_killed_mid_fine_tuning_leaves_no_adapter_and_the_next_goes_on(
 
     second = start_worker("second", **fast_recovery)
     wait_until(lambda: FineTune.objects.get(pk=killed.pk).status == JobStatus.SUCCEEDED, 300, "the resumed fine-tuning", second)
-    assert "resumed_from" in second.log() and "'resumed_from': 50" in second.log()
+    # It went on from a save (every 50 steps), not from the start.
+    import re
+
+    assert re.search(r"'resumed_from': (50|100|150)\b", second.log()), second.log()
     killed.refresh_from_db()
     assert killed.attempts == 2 and len(killed.losses) == 200
     wait_until(lambda: selectors.experiment_progress(experiment).finished, 120, "the product's images", second)

@@ -94,6 +94,7 @@ def test_a_second_experiment_reuses_the_fine_tunings(demo_dataset, weights_dir):
 
 def test_an_unreadable_product_fails_alone_with_its_file_named(demo_dataset, weights_dir):
     broken = demo_dataset.samples.get(sample_id="patch-logo")
+    good_bytes = open(broken.reference.path, "rb").read()
     with open(broken.reference.path, "wb") as handle:
         handle.write(b"this is not an image")
     experiment = evaluate().experiment
@@ -104,18 +105,49 @@ def test_an_unreadable_product_fails_alone_with_its_file_named(demo_dataset, wei
     assert not fine_tune_folder(failed).exists()
     waiting = GenerationJob.objects.get(fine_tune=failed)
     assert waiting.status == JobStatus.FAILED
-    assert waiting.error.startswith("the fine-tuning of product 'logo' failed: product 'logo': unreadable image(s)")
+    assert waiting.error.startswith("DreamPaint's fine-tuning failed: product 'logo': unreadable image(s)")
     assert FineTune.objects.filter(status=JobStatus.SUCCEEDED).count() == 5
     for job in jobs_of(experiment).filter(status=JobStatus.QUEUED):
         job_run(job_id=job.pk)
     assert outputs_of(experiment).count() == 5
-    # Running evaluate again retries the product (and its images) once the file is fixed.
+    # The file fixed, `evaluate` again plans the product anew (other bytes, another identity):
+    # the failed job points at the new fine-tuning, which runs; nothing else is redone.
+    with open(broken.reference.path, "wb") as handle:
+        handle.write(good_bytes)
     again = evaluate()
-    assert again.fine_tunes_sent == [failed.pk]
-    assert FineTune.objects.get(pk=failed.pk).status == JobStatus.QUEUED
+    (fixed,) = FineTune.objects.exclude(pk=failed.pk).filter(product_id="logo")
+    assert again.fine_tunes == 1 and again.fine_tunes_sent == [fixed.pk]
+    assert GenerationJob.objects.get(pk=waiting.pk).fine_tune_id == fixed.pk
+    assert [r.status for r in run_fine_tunes()] == ["succeeded"]
+    job_run(job_id=waiting.pk)
+    assert outputs_of(experiment).count() == 6
+    assert FineTune.objects.get(pk=failed.pk).status == JobStatus.FAILED  # unused now: prune deletes it
 
 
-def test_prune_deletes_what_no_experiment_uses(demo_dataset, weights_dir, capsys):
+def test_the_sweep_settles_jobs_whose_fine_tuning_ended_unseen(demo_dataset, weights_dir):
+    """A fine-tuning that ended while an `evaluate` added jobs waiting for it: the sweep fails
+    them with its message (failed), or queues it again (cancelled); a stale waiting job is
+    never sent before its fine-tuning is done."""
+    from django.db.models.functions import Now
+
+    from evalsite.services.jobs import jobs_recover
+
+    evaluate(name="late")
+    cat, cup = FineTune.objects.get(product_id="cat-face"), FineTune.objects.get(product_id="coffee-cup")
+    FineTune.objects.filter(pk=cat.pk).update(status=JobStatus.FAILED, error="product 'cat-face': boom")
+    FineTune.objects.filter(pk=cup.pk).update(status=JobStatus.CANCELLED)
+    stale = Now() - __import__("datetime").timedelta(hours=1)
+    GenerationJob.objects.update(queued_at=stale)
+    FineTune.objects.exclude(pk__in=[cat.pk, cup.pk]).update(queued_at=stale)
+    acted = jobs_recover()
+    assert cat.pk in acted and cup.pk in acted
+    assert GenerationJob.objects.get(fine_tune=cat).status == JobStatus.FAILED
+    assert "boom" in GenerationJob.objects.get(fine_tune=cat).error
+    assert FineTune.objects.get(pk=cup.pk).status == JobStatus.QUEUED
+    assert GenerationJob.objects.filter(status=JobStatus.QUEUED).count() == 5  # waiting, not sent
+
+
+def test_prune_deletes_what_no_experiment_uses(demo_dataset, weights_dir, capsys, django_capture_on_commit_callbacks):
     evaluate(name="kept")
     run_fine_tunes()
     folders = [fine_tune_folder(f) for f in FineTune.objects.all()]
@@ -126,7 +158,8 @@ def test_prune_deletes_what_no_experiment_uses(demo_dataset, weights_dir, capsys
     Experiment.objects.all().delete()
     call_command("prune_fine_tunes", "--dry-run")
     assert "would delete 6 fine-tuning(s)" in capsys.readouterr().out and all(f.exists() for f in folders)
-    call_command("prune_fine_tunes")
+    with django_capture_on_commit_callbacks(execute=True):  # the folders go once the rows' deletion commits
+        call_command("prune_fine_tunes")
     assert "deleted 6 fine-tuning(s)" in capsys.readouterr().out
     assert not FineTune.objects.exists() and not any(f.exists() for f in folders)
 

@@ -153,3 +153,24 @@ def test_bad_products_are_named(tmp_path):
 def test_recipe_hash_ignores_how_often_progress_is_saved():
     assert Recipe(save_every=1).hash() == Recipe(save_every=50).hash() != Recipe(steps=401).hash()
     assert Recipe.from_params({"mode": "full", "steps": 3, "unknown": 1}).mode == "full"
+
+
+def test_switching_products_leaves_nothing_of_the_previous_one(base, lora, tmp_path):
+    other = fine_tune(base, [catalogue_photo(5)], Recipe(mode="lora", steps=6, learning_rate=1e-2, rank=4, resolution=64),
+                      tmp_path / "other", prompt=instance_prompt("bag"))
+    generator = DreamPaintGenerator(base, params={"mode": "lora"})
+    generator.use_fine_tune(lora.path)
+    first = np.asarray(generator.generate([request()], SETTINGS)[0])
+    generator.use_fine_tune(other.path)
+    assert generator.prompt == instance_prompt("bag")
+    second = np.asarray(generator.generate([request()], SETTINGS)[0])
+    fresh = DreamPaintGenerator(base, params={"mode": "lora"})
+    fresh.use_fine_tune(other.path)
+    assert np.array_equal(second, np.asarray(fresh.generate([request()], SETTINGS)[0]))  # no trace of the first
+    generator.use_fine_tune(lora.path)
+    assert np.array_equal(first, np.asarray(generator.generate([request()], SETTINGS)[0]))
+    assert not np.array_equal(first, second)
+    with pytest.raises(GeneratorError, match="is not a finished DreamPaint fine-tuning"):
+        generator.use_fine_tune(tmp_path / "absent")
+    with pytest.raises(GeneratorError, match="needs a product's fine-tuning"):  # not the previous product's
+        generator.generate([request()], SETTINGS)
