@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-from PIL import Image, ImageOps
+from PIL import Image
 
 from generators.checkpoints import read_json
 from generators.devices import cpu_generator, resolve_dtype

@@ -27,12 +27,8 @@ from evalsite.models import (
     Output,
 )
 from evalsite.selectors import dataset_get_by_reference, jobs_for
-from evalsite.services.fine_tuning import (
-    dataset_products,
-    fine_tunes_cancel_unneeded,
-    fine_tunes_plan,
-    fine_tunes_send,
-)
+from evalsite.services.fine_tune_waits import fine_tunes_cancel_unneeded
+from evalsite.services.fine_tuning import dataset_products, fine_tunes_plan, fine_tunes_send
 from evalsite.services.metric_requests import metrics_request
 from evalsite.services.methods import (
     checkpoint_identity,

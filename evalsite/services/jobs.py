@@ -24,6 +24,7 @@ from evalsite.dispatch import send_fine_tune_job, send_generation_job, send_metr
 from evalsite.models import FineTune, GenerationJob, JobStatus, MetricJob
 from evalsite.queues import CPU_QUEUE, GPU_QUEUE
 from evalsite.services.broker import broker_queue_size
+from evalsite.services.fine_tune_waits import fine_tune_ended, fine_tunes_recover, waiting_experiments_lock
 from evalsite.services.metric_requests import experiments_lock, metrics_request_when_generated
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,6 @@ def _lock_experiments_of(job) -> None:
     if isinstance(job, GenerationJob):  # before the job's row, as a job's own end does
         experiments_lock(method_id=job.method_id, dataset_id=job.dataset_id)
     elif isinstance(job, FineTune):
-        from evalsite.services.fine_tuning import waiting_experiments_lock
-
         waiting_experiments_lock(job)
 
 
@@ -186,8 +185,6 @@ def _generation_ended(job) -> None:
     if isinstance(job, GenerationJob):
         metrics_request_when_generated(method_id=job.method_id, dataset_id=job.dataset_id)
     elif isinstance(job, FineTune):
-        from evalsite.services.fine_tuning import fine_tune_ended
-
         fine_tune_ended(job)
 
 
@@ -196,8 +193,6 @@ def jobs_recover() -> list[int]:
     EVALSITE_MAX_ATTEMPTS), and re-send queued jobs whose message was lost: queued for
     longer than EVALSITE_STALE_SECONDS while the broker's queue is empty. Duplicate
     messages are harmless: a job is claimed once. Generation and metric jobs alike."""
-    from evalsite.services.fine_tuning import fine_tunes_recover
-
     acted: list[int] = []
     for model, (_, send, queue, _) in _KINDS.items():
         acted += _recover(model, send, queue)
