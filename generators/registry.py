@@ -5,6 +5,7 @@ bad experiment file before queuing work; build_generator loads the weights.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 from generators.base import Generator
@@ -14,6 +15,12 @@ from generators.types import GeneratorError, MethodSpec
 
 __all__ = ["FAMILIES", "build_generator", "validate_spec"]
 
+# The diffusion families: each a generators.pipeline_generator.PipelineGenerator.
+_PIPELINE_GENERATORS = {
+    "pbe": ("generators.pbe", "PbeGenerator"),
+    "dtc": ("generators.dtc", "DtcGenerator"),
+    "dreampaint": ("generators.dreampaint", "DreamPaintGenerator"),
+}
 _CHECKPOINT_CHECKS = {"pbe": check_pbe_checkpoint, "dtc": check_dtc_checkpoint,
                       "dreampaint": check_sd_inpainting_checkpoint}
 
@@ -43,30 +50,10 @@ def build_generator(
         from generators.copy_paste import CopyPasteGenerator
 
         return CopyPasteGenerator(spec.params)
-    if spec.family == "pbe":
-        from generators.pbe import PbeGenerator
-
-        return PbeGenerator(
-            spec.checkpoint,
-            params=spec.params,
-            device=device,
-            dtype=dtype,
-            batch_invariant=batch_invariant,
-        )
-    if spec.family == "dtc":
-        from generators.dtc import DtcGenerator
-
-        return DtcGenerator(
-            spec.checkpoint,
-            params=spec.params,
-            device=device,
-            dtype=dtype,
-            batch_invariant=batch_invariant,
-        )
-    if spec.family == "dreampaint":
-        from generators.dreampaint import DreamPaintGenerator
-
-        return DreamPaintGenerator(
+    if spec.family in _PIPELINE_GENERATORS:
+        module, name = _PIPELINE_GENERATORS[spec.family]
+        generator_class = getattr(importlib.import_module(module), name)
+        return generator_class(
             spec.checkpoint, params=spec.params, device=device, dtype=dtype, batch_invariant=batch_invariant
         )
     raise GeneratorError(f"method family {spec.family!r} is not available yet")

@@ -35,7 +35,10 @@ def _mismatch(entry) -> str:
 def _problems(missing, unexpected, mismatched) -> list[str]:
     problems = []
     if mismatched:
-        problems.append("shapes differ: " + "; ".join(_mismatch(entry) for entry in list(mismatched)[:_SHOWN]))
+        # Sorted: transformers reports them in a set, and a message should not change from run to run.
+        entries = sorted(mismatched, key=lambda entry: str(entry[0] if isinstance(entry, (tuple, list)) else entry))
+        more = f" (and {len(entries) - _SHOWN} more)" if len(entries) > _SHOWN else ""
+        problems.append("shapes differ: " + "; ".join(_mismatch(entry) for entry in entries[:_SHOWN]) + more)
     if missing:
         problems.append(f"parameters missing from the weights: {_listed(missing)}")
     if unexpected:
