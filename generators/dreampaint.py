@@ -36,7 +36,7 @@ from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline, UNet2DCondi
 from PIL import Image
 
 from generators.checkpoints import read_json
-from generators.devices import cpu_generator, resolve_dtype
+from generators.devices import resolve_dtype
 from generators.images import mask_bbox
 from generators.pipeline_generator import CanvasPair, PipelineGenerator
 from generators.types import GenerationSettings, GeneratorError, InpaintRequest
@@ -398,12 +398,8 @@ class DreamPaintGenerator(PipelineGenerator):
             raise GeneratorError("DreamPaint needs a product's fine-tuning before it can inpaint (use_fine_tune)")
         return self.pipeline(
             prompt=[self.prompt] * len(requests),
-            image=[scene for scene, _ in canvases],
-            mask_image=[mask for _, mask in canvases],
             height=settings.resolution,
             width=settings.resolution,
-            num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale,
-            generator=[cpu_generator(request.seed) for request in requests],
             output_type="pil",
+            **self._sampling_kwargs(requests, canvases, settings),
         ).images

@@ -57,7 +57,7 @@ from transformers import AutoImageProcessor, Dinov2Model
 
 from generators.checkpoint_io import save_components
 from generators.checkpoints import DTC_PIPELINE_CLASS, PBE_PIPELINE_CLASS, check_dtc_checkpoint, read_json
-from generators.devices import cpu_generator, resolve_dtype
+from generators.devices import resolve_dtype
 from generators.images import paste_into_largest_rectangle
 from generators.pbe import UNET_IN_CHANNELS, check_unet_fits, diffusion_loaders, load_components
 from generators.pipeline_generator import CanvasPair, PipelineGenerator
@@ -242,16 +242,23 @@ class DtcHintModel(ModelMixin, ConfigMixin):
         """The hint encoder's 13 (at SD scale) feature maps, in the UNet's skip order."""
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
         emb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))
-        hidden = self.conv_in(sample)
-        found = [hidden]
-        for block in self.down_blocks:
-            if getattr(block, "has_cross_attention", False):
-                hidden, skips = block(hidden_states=hidden, temb=emb, encoder_hidden_states=tokens)
-            else:
-                hidden, skips = block(hidden_states=hidden, temb=emb)
-            found.extend(skips)
-        found.append(self.mid_block(hidden, emb, encoder_hidden_states=tokens))
-        return found
+        return encoder_path(self, sample, emb, tokens)
+
+
+def encoder_path(model, sample: torch.Tensor, emb: torch.Tensor, tokens: torch.Tensor) -> list[torch.Tensor]:
+    """conv_in, the down blocks and the mid block of `model` (the main UNet, or the hint
+    encoder copied from it), as UNet2DConditionModel.forward runs them: the skips in its
+    order, then the mid block's output."""
+    hidden = model.conv_in(sample)
+    found = [hidden]
+    for block in model.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            hidden, skips = block(hidden_states=hidden, temb=emb, encoder_hidden_states=tokens)
+        else:
+            hidden, skips = block(hidden_states=hidden, temb=emb)
+        found.extend(skips)
+    found.append(model.mid_block(hidden, emb, encoder_hidden_states=tokens))
+    return found
 
 
 # The UNet features fused_unet_forward implements; others (class or added embeddings,
@@ -277,15 +284,7 @@ def fused_unet_forward(unet: UNet2DConditionModel, sample: torch.Tensor, timeste
     odd_size = any(size % upsample_factor for size in sample.shape[-2:])
     emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
 
-    hidden = unet.conv_in(sample)
-    skips = (hidden,)
-    for block in unet.down_blocks:
-        if getattr(block, "has_cross_attention", False):
-            hidden, found = block(hidden_states=hidden, temb=emb, encoder_hidden_states=tokens)
-        else:
-            hidden, found = block(hidden_states=hidden, temb=emb)
-        skips += found
-    hidden = unet.mid_block(hidden, emb, encoder_hidden_states=tokens)
+    *skips, hidden = encoder_path(unet, sample, emb, tokens)
 
     *skip_fusion, mid_fusion = fusion
     *skip_hints, mid_hint = hint_features
@@ -449,11 +448,7 @@ class DtcGenerator(PipelineGenerator):
                        settings: GenerationSettings) -> list[Image.Image]:
         return self.pipeline(
             example_image=[request.reference.convert("RGB") for request in requests],
-            image=[scene for scene, _ in canvases],
-            mask_image=[mask for _, mask in canvases],
-            num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale,
-            generator=[cpu_generator(request.seed) for request in requests],
+            **self._sampling_kwargs(requests, canvases, settings),
         )
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, CLIPImageProcessor, CLIPVisionConfig
 
 from generators.checkpoints import check_pbe_checkpoint, read_json
-from generators.devices import cpu_generator, resolve_dtype
+from generators.devices import resolve_dtype
 from generators.pipeline_generator import CanvasPair, PipelineGenerator
 from generators.reference_encoders import encode_reference, load_token_encoder
 from generators.strict_loading import load_strictly
@@ -131,13 +131,9 @@ class PbeGenerator(PipelineGenerator):
         # (white = fill, as ours).
         output = self.pipeline(
             example_image=[request.reference.convert("RGB") for request in requests],
-            image=[scene for scene, _ in canvases],
-            mask_image=[mask for _, mask in canvases],
             height=settings.resolution,
             width=settings.resolution,
-            num_inference_steps=settings.num_inference_steps,
-            guidance_scale=settings.guidance_scale,
-            generator=[cpu_generator(request.seed) for request in requests],
             output_type="pil",
+            **self._sampling_kwargs(requests, canvases, settings),
         )
         return output.images

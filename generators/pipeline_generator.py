@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from PIL import Image
 
-from generators.devices import dtype_name
+from generators.devices import cpu_generator, dtype_name
 from generators.families import resolve_params
 from generators.images import prepare_canvas
 from generators.provenance import library_versions
@@ -52,6 +52,19 @@ class PipelineGenerator:
         self, requests: Sequence[InpaintRequest], canvases: Sequence[CanvasPair], settings: GenerationSettings
     ) -> list[Image.Image]:
         raise NotImplementedError
+
+    @staticmethod
+    def _sampling_kwargs(requests: Sequence[InpaintRequest], canvases: Sequence[CanvasPair],
+                         settings: GenerationSettings) -> dict:
+        """What every family's pipeline call takes, in diffusers' names: the canvases, the
+        sampler settings, one seeded CPU generator per request."""
+        return dict(
+            image=[scene for scene, _ in canvases],
+            mask_image=[mask for _, mask in canvases],
+            num_inference_steps=settings.num_inference_steps,
+            guidance_scale=settings.guidance_scale,
+            generator=[cpu_generator(request.seed) for request in requests],
+        )
 
     @property
     def dtype(self) -> torch.dtype:
