@@ -28,7 +28,7 @@ from evalsite.models import ACTIVE_JOB_STATUSES, Dataset, FineTune, GenerationJo
 from evalsite.services.fine_tune_waits import fine_tune_ended, waiting_experiments_lock
 from evalsite.services.generator_cache import worker_device
 from evalsite.services.jobs import Heartbeat, job_claim, job_finish, job_release, new_claim_token
-from evalsite.services.methods import checkpoint_identity, resolve_checkpoint
+from evalsite.services.methods import checkpoint_identity, file_digests, resolve_checkpoint
 from evalsite.services.storage import open_image
 from generators.types import GeneratorError
 
@@ -54,7 +54,7 @@ class Product:
 
 
 def dataset_products(dataset: Dataset) -> dict[str, Product]:
-    """The dataset's products with their images' hash. Reads every reference file: call it
+    """The dataset's products with their images' hash. May read reference files: call it
     before a transaction (on SQLite a transaction holds the database's write lock)."""
     grouped: dict[str, list[Sample]] = defaultdict(list)
     for sample in dataset.samples.order_by("sample_id"):
@@ -64,13 +64,32 @@ def dataset_products(dataset: Dataset) -> dict[str, Product]:
 
 def _images_hash(samples: list[Sample]) -> str:
     digest = hashlib.sha256()
-    for sample in samples:
-        try:
-            with default_storage.open(sample.reference.name, "rb") as handle:
-                digest.update(hashlib.sha256(handle.read()).digest())
-        except OSError as exc:  # fails the fine-tuning when it runs, with this file named
-            digest.update(f"unreadable {sample.reference.name}: {exc}".encode())
+    for sample, file_digest in zip(samples, _file_digests([s.reference.name for s in samples])):
+        digest.update(file_digest.encode())
     return digest.hexdigest()
+
+
+def _file_digests(names: list[str]) -> list[str]:
+    """sha256 of each stored file. On a filesystem through the digest cache checkpoints use
+    (by path, size and mtime): an `evaluate` reads only the files it has not seen; an
+    unreadable file gets a marker that fails its fine-tuning, with the file named, when it runs."""
+    try:
+        paths = [Path(default_storage.path(name)) for name in names]
+    except NotImplementedError:  # object storage: read the bytes
+        paths = None
+    if paths is not None:
+        try:
+            return file_digests(paths)
+        except OSError:
+            pass  # one is missing: name it below
+    found = []
+    for name in names:
+        try:
+            with default_storage.open(name, "rb") as handle:
+                found.append(hashlib.sha256(handle.read()).hexdigest())
+        except OSError as exc:
+            found.append(f"unreadable {name}: {exc}")
+    return found
 
 
 @dataclass
